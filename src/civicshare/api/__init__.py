@@ -1,0 +1,1 @@
+"""HTTP API adapter: parse, authenticate, call a service, render."""

@@ -1,0 +1,100 @@
+"""FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
+
+from civicshare import __version__
+from civicshare.api.deps import HubDep
+from civicshare.api.errors import install_error_handlers
+from civicshare.api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from civicshare.api.schemas import ERROR_RESPONSES
+from civicshare.hub import Hub
+
+API_PREFIX = "/api/v1"
+# Routes that receive uploads get the upload limit; every other body gets the small JSON limit.
+UPLOAD_SUFFIXES = ("/ingest", "/upload")
+
+
+def create_app(hub: Hub) -> FastAPI:
+    """Build the HTTP app around an initialised hub."""
+    app = FastAPI(
+        title="civicshare",
+        version=__version__,
+        description="Secure data-sharing hub for public-sector agencies.",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+        responses=ERROR_RESPONSES,
+    )
+    app.state.hub = hub
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimitMiddleware, limit_for=_body_limit(hub))
+    app.add_middleware(RequestIdMiddleware)
+    app.include_router(_health_router())
+    for router in api_routers():
+        app.include_router(router, prefix=API_PREFIX)
+    return app
+
+
+def api_routers() -> list[APIRouter]:
+    """Every domain's ``views.router`` (found automatically; see ``civicshare.models``)."""
+    import importlib
+
+    from civicshare.models import domain_packages
+
+    routers = []
+    for name in domain_packages():
+        try:
+            module = importlib.import_module(f"civicshare.{name}.views")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"civicshare.{name}.views":
+                raise
+            continue
+        router = getattr(module, "router", None)
+        if isinstance(router, APIRouter):
+            routers.append(router)
+    return routers
+
+
+def _body_limit(hub: Hub) -> Callable[[str], int]:
+    settings = hub.settings
+
+    def limit_for(path: str) -> int:
+        if path.endswith(UPLOAD_SUFFIXES):
+            return settings.max_upload_bytes
+        return settings.max_body_bytes
+
+    return limit_for
+
+
+def _health_router() -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/healthz")
+    def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @router.get("/readyz", response_model=None)
+    def readyz(hub: HubDep) -> dict[str, str] | JSONResponse:
+        """Readiness: the metadata database answers."""
+        try:
+            hub.db.ping()
+        except Exception as exc:  # any driver error means "not ready"
+            return JSONResponse(
+                {
+                    "error": {
+                        "code": "not_ready",
+                        "message": "database unreachable",
+                        "details": type(exc).__name__,
+                    }
+                },
+                status_code=503,
+            )
+        return {"status": "ready", "database": hub.db.backend}
+
+    return router

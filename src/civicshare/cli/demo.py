@@ -1,0 +1,71 @@
+"""`civicshare demo`: the sample city, ready to explore."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from civicshare.cli.common import JsonOpt, console, err_console, print_json, settings
+from civicshare.demo.service import DemoLogin
+
+
+def demo(
+    home: Annotated[Path | None, typer.Option(help="Hub home for the demo.")] = None,
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8000,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    people: Annotated[int, typer.Option(min=100, help="Residents in the sample city.")] = 20_000,
+    seed: Annotated[int, typer.Option(help="Seed of the sample city.")] = 2026,
+    setup_only: Annotated[
+        bool, typer.Option("--setup-only", help="Prepare the home and exit without serving.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create (once) a hub with the sample city, print its logins, and serve it."""
+    from civicshare.demo.service import credentials_path, setup_city
+    from civicshare.hub import init_home
+    from civicshare.server import run_server
+
+    overrides: dict[str, object] = {"demo": True}
+    if home is not None:
+        overrides["home"] = home
+    cfg = settings(**overrides)
+    hub, _created = init_home(cfg)
+    with console.status("Building the sample city…"):
+        logins = setup_city(hub, people=people, seed=seed)
+    hub.close()
+    if as_json:
+        print_json(
+            {
+                "home": str(cfg.home),
+                "credentials_file": str(credentials_path(hub)),
+                "url": f"http://{host}:{port}",
+                "users": logins,
+            }
+        )
+    else:
+        _print_logins(logins, credentials_path(hub), host, port)
+    if not setup_only:
+        run_server(cfg, host=host, port=port)
+
+
+def _print_logins(logins: list[DemoLogin], credentials: Path, host: str, port: int) -> None:
+    table = Table(title="Demo logins", title_justify="left")
+    for column in ("email", "role", "agency", "password"):
+        table.add_column(column)
+    for login in logins:
+        table.add_row(login.email, login.role, login.agency or "(hub)", login.password)
+    err_console.print(table)
+    admin = next(login for login in logins if login.role == "admin")
+    err_console.print(f"Tokens for every login are in {credentials} (mode 0600).")
+    err_console.print(f"Admin API token: [bold]{admin.token}[/bold]")
+    err_console.print(
+        f"Try: curl -H 'Authorization: Bearer {admin.token}' http://{host}:{port}/api/v1/agencies"
+    )
+    err_console.print(f"Open http://{host}:{port} in a browser.")
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="demo")(demo)

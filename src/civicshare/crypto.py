@@ -1,0 +1,151 @@
+"""Keys and cryptography: master key, key wrapping, API token hashing and passwords.
+
+The master key never leaves the key provider: everything below it (agency key-encryption keys,
+dataset data keys, the audit signing key) is stored wrapped. ``LocalKeyProvider`` keeps the
+master key in a file; a KMS-backed provider implements the same ``KeyProvider`` protocol.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+from typing import Protocol
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from civicshare.errors import ConfigurationError, Invalid
+
+KEY_BYTES = 32
+NONCE_BYTES = 12
+TOKEN_PREFIX = "cs_"
+MASTER_KEY_HEADER = "civicshare-master-key-v1"
+
+# argon2id with the RFC 9106 "second recommended" parameters (64 MiB, t=3, p=4).
+_PASSWORDS = PasswordHasher(time_cost=3, memory_cost=64 * 1024, parallelism=4)
+
+
+class KeyProvider(Protocol):
+    """Wraps and unwraps keys under a root key the hub never sees in the clear (KMS) or a file."""
+
+    key_id: str
+
+    def wrap(self, key: bytes, *, context: bytes) -> bytes: ...
+
+    def unwrap(self, wrapped: bytes, *, context: bytes) -> bytes: ...
+
+
+def aead_encrypt(key: bytes, plaintext: bytes, *, context: bytes) -> bytes:
+    """AES-256-GCM with a random nonce; ``context`` is bound as associated data."""
+    nonce = os.urandom(NONCE_BYTES)
+    return nonce + AESGCM(key).encrypt(nonce, plaintext, context)
+
+
+def aead_decrypt(key: bytes, sealed: bytes, *, context: bytes) -> bytes:
+    from cryptography.exceptions import InvalidTag
+
+    if len(sealed) < NONCE_BYTES + 16:
+        raise Invalid("ciphertext is truncated", code="decryption_failed")
+    try:
+        return AESGCM(key).decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], context)
+    except InvalidTag as exc:
+        raise Invalid(
+            "ciphertext failed authentication (wrong key or altered data)",
+            code="decryption_failed",
+        ) from exc
+
+
+class LocalKeyProvider:
+    """Master key kept in a local file (embedded mode)."""
+
+    def __init__(self, master_key: bytes) -> None:
+        if len(master_key) != KEY_BYTES:
+            raise ConfigurationError("the master key must be 32 bytes")
+        self._key = master_key
+        self.key_id = "local:" + hashlib.sha256(b"key-id" + master_key).hexdigest()[:16]
+
+    @classmethod
+    def from_file(cls, path: Path) -> LocalKeyProvider:
+        return cls(read_master_key(path))
+
+    def wrap(self, key: bytes, *, context: bytes) -> bytes:
+        return aead_encrypt(self._key, key, context=b"wrap:" + context)
+
+    def unwrap(self, wrapped: bytes, *, context: bytes) -> bytes:
+        return aead_decrypt(self._key, wrapped, context=b"wrap:" + context)
+
+    def derive(self, label: bytes) -> bytes:
+        """A 32-byte secret for one named purpose (e.g. keyed hashes), never the key itself."""
+        return hmac.new(self._key, b"civicshare-derive:" + label, hashlib.sha256).digest()
+
+
+def create_master_key(path: Path) -> bool:
+    """Write a new random master key (mode 0600). Returns False if one already exists."""
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    encoded = base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(f"{MASTER_KEY_HEADER}\n{encoded}\n")
+    return True
+
+
+def read_master_key(path: Path) -> bytes:
+    try:
+        lines = path.read_text().split()
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot read the master key file {path}: {exc.strerror}; "
+            "create one with `civicshare init`"
+        ) from exc
+    if len(lines) != 2 or lines[0] != MASTER_KEY_HEADER:
+        raise ConfigurationError(f"{path} is not a civicshare master key file")
+    try:
+        key = base64.b64decode(lines[1], validate=True)
+    except ValueError as exc:
+        raise ConfigurationError(f"{path} holds a malformed master key") from exc
+    if len(key) != KEY_BYTES:
+        raise ConfigurationError(f"{path} holds a master key of the wrong length")
+    return key
+
+
+def new_api_token() -> str:
+    """A 256-bit random bearer token, URL-safe, recognisable by its prefix."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(KEY_BYTES)
+
+
+def hash_token(token: str) -> str:
+    """The only form in which a token is stored. Tokens are 256-bit random, so no salt is needed."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_matches(token: str, stored_hash: str) -> bool:
+    return hmac.compare_digest(hash_token(token), stored_hash)
+
+
+def hash_password(password: str) -> str:
+    return _PASSWORDS.hash(password)
+
+
+def verify_password(password: str, stored_hash: str) -> bool:
+    try:
+        return _PASSWORDS.verify(stored_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+@functools.cache
+def _dummy_password_hash() -> str:
+    return _PASSWORDS.hash(secrets.token_urlsafe(16))
+
+
+def burn_password_check(password: str) -> None:
+    """Spend the time of a real check, so unknown emails cannot be told apart by timing."""
+    verify_password(password, _dummy_password_hash())

@@ -1,0 +1,1 @@
+"""The sample city: agencies, people and their records, for demos and tests."""

@@ -25,7 +25,12 @@ POSTGRES_URL = os.environ.get(
     "CIVICSHARE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
+# The real open-data files sit in ../shared/realdata beside the repository (as in CI).
+REALDATA = Path(
+    os.environ.get(
+        "CIVICSHARE_REALDATA", Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
+    )
+)
 
 _postgres_state: dict[str, str | None] = {}
 

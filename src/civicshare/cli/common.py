@@ -51,7 +51,7 @@ def open_hub(**overrides: Any) -> Hub:
     from civicshare.hub import init_home
 
     cfg = settings(**overrides)
-    if not cfg.home.exists() and cfg.database_url is None:
+    if not cfg.home.exists() and not cfg.database_url:
         from civicshare.errors import ConfigurationError
 
         raise ConfigurationError(f"no hub home at {cfg.home}; create one with `civicshare init`")

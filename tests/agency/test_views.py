@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -170,3 +171,29 @@ def test_openapi_declares_the_error_model(hub_process: HubProcess) -> None:
     for status in ("401", "403", "409", "413", "422"):
         assert status in post["responses"]
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
+
+
+def test_readiness_is_503_when_the_database_is_unreachable(tmp_path: Path) -> None:
+    import asyncio
+
+    import httpx
+
+    from civicshare.api.app import create_app
+    from civicshare.config import Settings
+    from civicshare.hub import Hub
+
+    # A PostgreSQL URL on a port where nothing listens: the process is alive but not ready.
+    settings = Settings(
+        home=tmp_path, database_url="postgresql+psycopg://nobody@127.0.0.1:9/none?connect_timeout=1"
+    )
+    transport = httpx.ASGITransport(app=create_app(Hub(settings)))
+
+    async def probe() -> tuple[httpx.Response, httpx.Response]:
+        async with httpx.AsyncClient(transport=transport, base_url="http://hub") as client:
+            return await client.get("/healthz"), await client.get("/readyz")
+
+    alive, response = asyncio.run(probe())
+    assert alive.status_code == 200
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "not_ready"
+    assert "nobody" not in response.text

@@ -184,3 +184,10 @@ def test_serve_refuses_an_unreadable_master_key(settings: Settings, tmp_path: Pa
     )
     assert result.returncode == 1
     assert "not a civicshare master key file" in result.stderr
+
+
+def test_files_the_hub_writes_are_private(settings: Settings) -> None:
+    ok_json(settings, "init")
+    ok_json(settings, "agency", "create", "parks", "--title", "Parks")
+    for path in settings.home.rglob("*"):
+        assert path.stat().st_mode & 0o077 == 0, f"{path} is readable by others"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Annotated
 
@@ -98,6 +99,8 @@ def _redact_url(url: str) -> str:
 def main() -> None:
     """Entry point: user mistakes print one line and exit non-zero, never a traceback."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # Everything the hub writes (database, segments, keys, exports) is for its owner only.
+    os.umask(0o077)
     try:
         app(standalone_mode=True)
     except CivicshareError as exc:

@@ -62,7 +62,8 @@ def _print_logins(logins: list[DemoLogin], credentials: Path, host: str, port: i
     err_console.print(f"Tokens for every login are in {credentials} (mode 0600).")
     err_console.print(f"Admin API token: [bold]{admin.token}[/bold]")
     err_console.print(
-        f"Try: curl -H 'Authorization: Bearer {admin.token}' http://{host}:{port}/api/v1/agencies"
+        f"Try: curl -H 'Authorization: Bearer {admin.token}' http://{host}:{port}/api/v1/agencies",
+        soft_wrap=True,
     )
     err_console.print(f"Open http://{host}:{port} in a browser.")
 

@@ -1,0 +1,1 @@
+"""Data-sharing agreements, purposes, column treatments, row filters and objections."""

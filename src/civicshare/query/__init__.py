@@ -1,0 +1,1 @@
+"""Governed SQL: parse, authorise, rewrite onto policy views, run sandboxed, disclose safely."""

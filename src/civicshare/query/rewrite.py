@@ -1,0 +1,273 @@
+"""Rewriting a parsed query onto policy views.
+
+Every dataset reference becomes a subquery over the dataset's policy view (granted columns,
+treated, filtered), keeping the user's alias, so ``*``, ``COLUMNS(...)``, ``to_json(t)`` and
+the like can only ever see what the agreement grants. A column that exists in the provider's
+dataset but is not granted is refused up front with a 403 naming it and the agreement.
+Aggregate-only sources get a stricter shape (see ``aggregate_plan``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlglot import exp
+
+from civicshare.errors import Forbidden
+from civicshare.policy.view import RECORD_KEY, PolicyView
+from civicshare.query.parse import ParsedQuery, TableRef, dataset_tables, table_ref
+
+COUNT_COLUMN = "__cs_n"
+CELL_KEY_COLUMN = "__cs_ck"
+_KEY_LITERAL = re.compile(r"unhex\('[0-9a-f]{128}'\)")
+_SALT = re.compile(r"hash\(\d+, ")
+
+
+@dataclass
+class AggregatePlan:
+    """Which output columns are group keys and which are counts, and the disclosure rule."""
+
+    key_positions: list[int]
+    count_positions: list[int]
+    min_cell: int
+
+
+@dataclass
+class Plan:
+    parsed: ParsedQuery
+    sql: str
+    sources: dict[str, PolicyView]
+    views: list[PolicyView]
+    aggregate: AggregatePlan | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def display_sql(self) -> str:
+        """The executed SQL with keys and salts elided."""
+        return _SALT.sub("hash(<salt>, ", _KEY_LITERAL.sub("unhex('<key>')", self.sql))
+
+    def explain(self) -> dict[str, Any]:
+        return {
+            "query_sha256": self.parsed.sha256,
+            "datasets": [view.explain() for view in self.views],
+            "aggregate_only": self.aggregate is not None,
+            "rewritten_sql": self.display_sql,
+        }
+
+
+def source_name(index: int) -> str:
+    return f"__cs_src_{index}"
+
+
+def plan_query(parsed: ParsedQuery, views: Mapping[TableRef, PolicyView]) -> Plan:
+    """Check columns against the views and produce the SQL DuckDB will run."""
+    statement = parsed.statement.copy()
+    tables = dataset_tables(statement)
+    order = list(dict.fromkeys(table_ref(table) for table in tables))
+    names = {ref: source_name(index) for index, ref in enumerate(order)}
+    placed = [(table, views[table_ref(table)]) for table in tables]
+    check_columns(statement, placed)
+    restricted = [view for _, view in placed if view.aggregate_only]
+    sources = {names[ref]: views[ref] for ref in order}
+    ordered_views = [views[ref] for ref in order]
+    if restricted:
+        sql, aggregate = aggregate_plan(statement, placed, names)
+        return Plan(parsed, sql, sources, ordered_views, aggregate)
+    for index, (table, _view) in enumerate(placed):
+        table.replace(_placeholder(table, index))
+    sql = statement.sql(dialect="duckdb")
+    for index, (table, view) in enumerate(placed):
+        subquery = "(" + view.select_sql(names[table_ref(table)]) + ")"
+        sql = _substitute(sql, index, subquery)
+    return Plan(parsed, sql, sources, ordered_views)
+
+
+def _placeholder(table: exp.Table, index: int) -> exp.Table:
+    alias = table.args.get("alias")
+    if alias is None:
+        alias = exp.TableAlias(this=exp.to_identifier(table.name))
+    return exp.Table(this=exp.to_identifier(f"__cs_pv_{index}"), alias=alias.copy())
+
+
+def _substitute(sql: str, index: int, subquery: str) -> str:
+    pattern = re.compile(rf'"?__cs_pv_{index}"?(?![0-9])')
+    return pattern.sub(lambda _match: subquery, sql)
+
+
+def check_columns(statement: exp.Expr, placed: list[tuple[exp.Table, PolicyView]]) -> None:
+    """Refuse a query that names a column of a dataset that its policy does not grant."""
+    by_alias = {table.alias_or_name.lower(): view for table, view in placed}
+    everywhere = [view for _, view in placed]
+    for column in statement.find_all(exp.Column):
+        if isinstance(column.this, exp.Star):
+            continue
+        name = column.name.lower()
+        qualifier = column.table.lower()
+        if qualifier:
+            if qualifier not in by_alias:
+                continue
+            candidates = [by_alias[qualifier]]
+        else:
+            candidates = everywhere
+        if any(name in view.granted for view in candidates):
+            continue
+        for view in candidates:
+            if name in view.provider_columns:
+                raise _not_granted(name, view)
+
+
+def _not_granted(name: str, view: PolicyView) -> Forbidden:
+    by = f"agreement {view.agreement_id}" if view.agreement_id else f"{view.access} access"
+    return Forbidden(
+        f"column '{name}' of {view.ref} is not granted by {by}",
+        code="column_not_granted",
+        details={"column": name, "dataset": view.ref, "agreement": view.agreement_id},
+    )
+
+
+# ---------------------------------------------------------------------------- aggregate-only
+
+
+def _refuse(message: str) -> Forbidden:
+    return Forbidden(message, code="aggregate_only")
+
+
+def aggregate_plan(
+    statement: exp.Query,
+    placed: list[tuple[exp.Table, PolicyView]],
+    names: Mapping[TableRef, str],
+) -> tuple[str, AggregatePlan]:
+    """Check an aggregate-only query's shape and add the hidden count and cell-key columns.
+
+    Allowed: ``SELECT <group keys>, count(*) FROM agency.dataset [WHERE ...] GROUP BY <keys>
+    [ORDER BY <keys>]``. Refused: row-level output, ``*``, other aggregates, joins, subqueries,
+    CTEs, set operations, HAVING, LIMIT/OFFSET, windows, DISTINCT, ROLLUP/CUBE.
+    """
+    view = next(view for _, view in placed if view.aggregate_only)
+    if len(placed) != 1 or not isinstance(statement, exp.Select):
+        raise _refuse(f"{view.ref} is aggregate-only: query it alone, in one plain SELECT")
+    _check_aggregate_shape(statement, view)
+    keys = _group_keys(statement)
+    key_positions, count_positions = _classify_outputs(statement, keys, view)
+    _check_order(statement, keys)
+    table = placed[0][0]
+    statement.append("expressions", exp.alias_(exp.Count(this=exp.Star()), COUNT_COLUMN))
+    cell_key = exp.Sum(this=exp.column(RECORD_KEY))
+    statement.append("expressions", exp.alias_(cell_key, CELL_KEY_COLUMN))
+    table.replace(_placeholder(table, 0))
+    subquery = "(" + view.select_sql(names[table_ref(table)], record_key=True) + ")"
+    sql = _substitute(statement.sql(dialect="duckdb"), 0, subquery)
+    return sql, AggregatePlan(key_positions, count_positions, view.min_cell)
+
+
+_NOT_IN_AGGREGATE = {
+    "limit": "LIMIT",
+    "offset": "OFFSET",
+    "having": "HAVING",
+    "qualify": "QUALIFY",
+    "distinct": "DISTINCT",
+    "joins": "joins",
+    "laterals": "LATERAL",
+    "with_": "WITH",
+    "windows": "WINDOW",
+    "sample": "sampling",
+    "pivots": "PIVOT",
+}
+
+
+def _check_aggregate_shape(statement: exp.Select, view: PolicyView) -> None:
+    for arg, label in _NOT_IN_AGGREGATE.items():
+        if statement.args.get(arg):
+            raise _refuse(f"{view.ref} is aggregate-only: {label} is not allowed")
+    forbidden = (exp.Star, exp.Subquery, exp.Window, exp.Columns, exp.Lateral, exp.Query)
+    for node in statement.walk():
+        if node is statement or (isinstance(node, exp.Star) and _is_count_star(node.parent)):
+            continue
+        if isinstance(node, forbidden):
+            raise _refuse(
+                f"{view.ref} is aggregate-only: only grouped counts of its columns are allowed"
+            )
+    group = statement.args.get("group")
+    if group is not None and any(group.args.get(k) for k in ("rollup", "cube", "grouping_sets")):
+        raise _refuse(f"{view.ref} is aggregate-only: ROLLUP, CUBE and GROUPING SETS are refused")
+    where = statement.args.get("where")
+    if where is not None and any(True for _ in where.find_all(exp.AggFunc)):
+        raise _refuse("aggregates are not allowed in WHERE")
+
+
+def _group_keys(statement: exp.Select) -> list[str]:
+    """The GROUP BY items as SQL text, ordinals and aliases resolved to their expressions."""
+    group = statement.args.get("group")
+    if group is None:
+        return []
+    projections = statement.expressions
+    aliases = {p.alias.lower(): p.unalias() for p in projections if p.alias}
+    keys = []
+    for item in group.expressions:
+        target = item
+        if isinstance(item, exp.Literal) and not item.is_string and item.name.isdigit():
+            position = int(item.name) - 1
+            if not 0 <= position < len(projections):
+                raise _refuse("GROUP BY position out of range")
+            target = projections[position].unalias()
+        elif isinstance(item, exp.Column) and not item.table and item.name.lower() in aliases:
+            target = aliases[item.name.lower()]
+        keys.append(target.sql(dialect="duckdb"))
+    return keys
+
+
+def _is_count_star(node: exp.Expr | None) -> bool:
+    if not isinstance(node, exp.Count) or node.args.get("distinct"):
+        return False
+    inner = node.this
+    return isinstance(inner, exp.Star) or (isinstance(inner, exp.Literal) and not inner.is_string)
+
+
+def _classify_outputs(
+    statement: exp.Select, keys: list[str], view: PolicyView
+) -> tuple[list[int], list[int]]:
+    key_positions, count_positions = [], []
+    for position, projection in enumerate(statement.expressions):
+        inner = projection.unalias()
+        if _is_count_star(inner):
+            count_positions.append(position)
+        elif inner.sql(dialect="duckdb") in keys and not any(
+            True for _ in inner.find_all(exp.AggFunc)
+        ):
+            key_positions.append(position)
+        else:
+            raise _refuse(
+                f"{view.ref} is aggregate-only: output only GROUP BY keys and count(*) "
+                f"('{projection.sql(dialect='duckdb')[:80]}' is neither)"
+            )
+    if not count_positions:
+        raise _refuse(f"{view.ref} is aggregate-only: the query must output count(*)")
+    for node in statement.find_all(exp.AggFunc):
+        if not _is_count_star(node):
+            raise _refuse(f"{view.ref} is aggregate-only: only count(*) is released")
+    return key_positions, count_positions
+
+
+def _check_order(statement: exp.Select, keys: list[str]) -> None:
+    order = statement.args.get("order")
+    if order is None:
+        return
+    projections = statement.expressions
+    aliases = {p.alias.lower(): p.unalias().sql(dialect="duckdb") for p in projections if p.alias}
+    for ordered in order.expressions:
+        target = ordered.this
+        text = target.sql(dialect="duckdb")
+        if isinstance(target, exp.Literal) and not target.is_string and target.name.isdigit():
+            position = int(target.name) - 1
+            text = (
+                projections[position].unalias().sql(dialect="duckdb")
+                if 0 <= position < len(projections)
+                else ""
+            )
+        elif isinstance(target, exp.Column) and not target.table:
+            text = aliases.get(target.name.lower(), text)
+        if text not in keys:
+            raise _refuse("aggregate-only results may be ordered by their group keys only")

@@ -1,0 +1,159 @@
+"""The DuckDB sandbox every governed query runs in.
+
+One in-memory database per process, opened with external access disabled (no files, no HTTP,
+no extensions), extension autoload/autoinstall off and the configuration locked, so no query can
+turn them back on. Each query gets its own connection (a cursor): its Arrow sources are
+registered on that connection only, a timer interrupts it at the deadline, and its output is
+read batch by batch up to the row cap.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+import duckdb
+import pyarrow as pa
+
+from civicshare.errors import BadRequest, CivicshareError
+
+DEFAULT_TIMEOUT_SECONDS = 30.0
+DEFAULT_MEMORY_LIMIT = "1GB"
+DEFAULT_THREADS = 2
+BATCH_ROWS = 65_536
+_QUOTED = re.compile(r"'(?:[^']|'')*'")
+
+# pa.Table or pa.RecordBatchReader (pyarrow ships no type information).
+ArrowSource: TypeAlias = Any
+
+
+class QueryTimeout(CivicshareError):
+    """The query ran past its time budget and was interrupted."""
+
+    status = 408
+    default_code = "query_timeout"
+
+
+class QueryResourceExceeded(CivicshareError):
+    """The query needed more memory than the sandbox allows."""
+
+    status = 422
+    default_code = "query_too_large"
+
+
+@dataclass
+class Fetched:
+    table: pa.Table
+    truncated: bool
+
+
+class Sandbox:
+    def __init__(
+        self, *, memory_limit: str = DEFAULT_MEMORY_LIMIT, threads: int = DEFAULT_THREADS
+    ) -> None:
+        self.database = duckdb.connect(
+            ":memory:",
+            config={
+                "enable_external_access": False,
+                "autoload_known_extensions": False,
+                "autoinstall_known_extensions": False,
+                "allow_community_extensions": False,
+                "memory_limit": memory_limit,
+                "threads": threads,
+                "lock_configuration": True,
+            },
+        )
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def _connection(
+        self, sources: Mapping[str, ArrowSource], timeout: float
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self._lock:  # creating cursors is not thread-safe; running them is
+            connection = self.database.cursor()
+        timer = threading.Timer(timeout, connection.interrupt)
+        timer.daemon = True
+        try:
+            for name, source in sources.items():
+                connection.register(name, source)
+            timer.start()
+            yield connection
+        finally:
+            timer.cancel()
+            connection.close()
+
+    def fetch(
+        self,
+        sql: str,
+        sources: Mapping[str, ArrowSource],
+        *,
+        max_rows: int,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    ) -> Fetched:
+        """Run ``sql`` and read at most ``max_rows`` rows (``truncated`` says if more existed)."""
+        with self._connection(sources, timeout) as connection, _translated_errors(timeout):
+            reader = connection.execute(sql).to_arrow_reader(BATCH_ROWS)
+            batches: list[pa.RecordBatch] = []
+            kept = 0
+            truncated = False
+            for batch in reader:
+                if kept + batch.num_rows > max_rows:
+                    batches.append(batch.slice(0, max_rows - kept))
+                    truncated = True
+                    break
+                batches.append(batch)
+                kept += batch.num_rows
+            table = pa.Table.from_batches(batches, schema=reader.schema)
+        return Fetched(table, truncated)
+
+    def stream(
+        self,
+        sql: str,
+        sources: Mapping[str, ArrowSource],
+        *,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    ) -> pa.RecordBatchReader:
+        """Run ``sql`` and return all its rows as a reader (read eagerly within the deadline)."""
+        fetched = self.fetch(sql, sources, max_rows=2**62, timeout=timeout)
+        return fetched.table.to_reader()
+
+
+@contextmanager
+def _translated_errors(timeout: float) -> Iterator[None]:
+    """DuckDB's errors as hub errors; messages name no storage paths (there are none)."""
+    try:
+        yield
+    except duckdb.InterruptException:
+        raise QueryTimeout(
+            f"the query ran longer than {timeout:g} s and was stopped",
+            details={"timeout_seconds": timeout},
+        ) from None
+    except duckdb.OutOfMemoryException:
+        raise QueryResourceExceeded("the query needs more memory than allowed") from None
+    except (duckdb.PermissionException, duckdb.InvalidInputException) as exc:
+        raise BadRequest(_first_line(exc), code="query_rejected") from None
+    except duckdb.Error as exc:
+        raise BadRequest(_first_line(exc), code="query_error") from None
+
+
+def _first_line(exc: Exception) -> str:
+    """DuckDB's first line with quoted literals blanked: they may be data values."""
+    line = str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
+    return _QUOTED.sub("'…'", line)
+
+
+_state: dict[str, Any] = {}
+_state_lock = threading.Lock()
+
+
+def sandbox() -> Sandbox:
+    """The process's sandbox (created on first use)."""
+    with _state_lock:
+        if "sandbox" not in _state:
+            _state["sandbox"] = Sandbox()
+        current: Sandbox = _state["sandbox"]
+        return current

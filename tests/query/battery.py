@@ -1,0 +1,57 @@
+"""The security battery: queries a governed hub must refuse (shared by engine and HTTP tests).
+
+Each entry is (label, SQL). ``{own}`` is a dataset the caller may read, ``{other}`` one of
+another agency it has no agreement for.
+"""
+
+from __future__ import annotations
+
+ATTACKS: list[tuple[str, str]] = [
+    ("read_csv", "SELECT * FROM read_csv('/etc/passwd')"),
+    ("read_csv_auto", "SELECT * FROM read_csv_auto('/etc/passwd')"),
+    ("read_parquet", "SELECT * FROM read_parquet('segments/*.parquet')"),
+    ("read_json", "SELECT * FROM read_json('/etc/hosts')"),
+    ("read_text", "SELECT * FROM read_text('/etc/passwd')"),
+    ("read_blob", "SELECT * FROM read_blob('/etc/passwd')"),
+    ("glob", "SELECT * FROM glob('/*')"),
+    ("file_literal", "SELECT * FROM '/etc/passwd'"),
+    ("url_literal", "SELECT * FROM 'https://example.org/x.csv'"),
+    ("scalar_read", "SELECT (SELECT content FROM read_text('/etc/passwd')) AS x FROM {own}"),
+    ("attach", "ATTACH '/tmp/x.db' AS x"),
+    ("detach", "DETACH x"),
+    ("copy_to", "COPY (SELECT * FROM {own}) TO '/tmp/out.csv'"),
+    ("export", "EXPORT DATABASE '/tmp/dump'"),
+    ("install", "INSTALL httpfs"),
+    ("load", "LOAD httpfs"),
+    ("pragma", "PRAGMA database_list"),
+    ("pragma_fn", "SELECT * FROM pragma_database_list()"),
+    ("set", "SET enable_external_access = true"),
+    ("reset", "RESET enable_external_access"),
+    ("call", "CALL duckdb_tables()"),
+    ("create", "CREATE TABLE t AS SELECT * FROM {own}"),
+    ("insert", "INSERT INTO x VALUES (1)"),
+    ("multiple", "SELECT 1; SELECT 2"),
+    ("comment_hidden", "SELECT 1 /* harmless */; DROP TABLE x -- done"),
+    ("line_comment_hidden", "SELECT 1 --\n; ATTACH '/tmp/x.db'"),
+    ("information_schema", "SELECT * FROM information_schema.tables"),
+    ("pg_catalog", "SELECT * FROM pg_catalog.pg_tables"),
+    ("duckdb_tables", "SELECT * FROM duckdb_tables()"),
+    ("duckdb_columns", "SELECT * FROM duckdb_columns()"),
+    ("duckdb_settings", "SELECT * FROM duckdb_settings()"),
+    ("current_setting", "SELECT current_setting('enable_external_access')"),
+    ("getenv", "SELECT getenv('HOME')"),
+    ("getvariable", "SELECT getvariable('x')"),
+    ("query_table", "SELECT * FROM query_table('__cs_src_0')"),
+    ("query_fn", "SELECT * FROM query('SELECT 1')"),
+    ("internal_name", "SELECT * FROM __cs_src_0"),
+    ("three_part", "SELECT * FROM memory.main.x"),
+    ("unqualified", "SELECT * FROM x"),
+    ("other_agency", "SELECT * FROM {other}"),
+    ("other_in_subquery", "SELECT (SELECT count(*) FROM {other}) FROM {own}"),
+    ("other_in_cte", "WITH t AS (SELECT * FROM {other}) SELECT * FROM t"),
+    ("other_in_union", "SELECT 1 AS a FROM {own} UNION ALL SELECT 1 FROM {other}"),
+    ("other_in_join", "SELECT * FROM {own} a JOIN {other} b ON true"),
+    ("other_in_lateral", "SELECT * FROM {own} a, LATERAL (SELECT * FROM {other}) b"),
+    ("parameter", "SELECT * FROM {own} WHERE 1 = $1"),
+    ("prepared", "PREPARE p AS SELECT 1"),
+]

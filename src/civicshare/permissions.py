@@ -80,6 +80,9 @@ class Action(enum.StrEnum):
     # -- web
 
     # -- sharing
+    share_profile_create = "sharing.profile_create"
+    share_profile_manage = "sharing.profile_manage"
+    open_data_profile_create = "sharing.open_data_profile_create"
 
 
 Rule = Callable[[Actor, int | None], bool]
@@ -129,6 +132,10 @@ RULES: dict[str, Rule] = {
     # -- query
     # -- web
     # -- sharing
+    # The provider agency's steward issues and revokes profiles for its agreements.
+    Action.share_profile_create: _admin_or_agency_steward,
+    Action.share_profile_manage: _admin_or_agency_steward,
+    Action.open_data_profile_create: _person_or_service,
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import ModuleType
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
@@ -37,27 +38,44 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(_health_router())
     for router in api_routers():
         app.include_router(router, prefix=API_PREFIX)
+    for router in extra_routers():
+        app.include_router(router)
     return app
 
 
 def api_routers() -> list[APIRouter]:
     """Every domain's ``views.router`` (found automatically; see ``civicshare.models``)."""
-    import importlib
-
-    from civicshare.models import domain_packages
-
     routers = []
-    for name in domain_packages():
-        try:
-            module = importlib.import_module(f"civicshare.{name}.views")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"civicshare.{name}.views":
-                raise
-            continue
+    for module in _views_modules():
         router = getattr(module, "router", None)
         if isinstance(router, APIRouter):
             routers.append(router)
     return routers
+
+
+def extra_routers() -> list[APIRouter]:
+    """Every domain's ``views.extra_routers``: routes outside ``/api/v1``, carrying their own
+    prefix (e.g. ``/delta-sharing``)."""
+    routers: list[APIRouter] = []
+    for module in _views_modules():
+        extra = getattr(module, "extra_routers", ())
+        routers.extend(router for router in extra if isinstance(router, APIRouter))
+    return routers
+
+
+def _views_modules() -> list[ModuleType]:
+    import importlib
+
+    from civicshare.models import domain_packages
+
+    modules = []
+    for name in domain_packages():
+        try:
+            modules.append(importlib.import_module(f"civicshare.{name}.views"))
+        except ModuleNotFoundError as exc:
+            if exc.name != f"civicshare.{name}.views":
+                raise
+    return modules
 
 
 def _body_limit(hub: Hub) -> Callable[[str], int]:

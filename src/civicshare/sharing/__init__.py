@@ -1,0 +1,1 @@
+"""Open protocols: Delta Sharing server and a CKAN-compatible open-data API."""

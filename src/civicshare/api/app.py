@@ -40,6 +40,10 @@ def create_app(hub: Hub) -> FastAPI:
         app.include_router(router, prefix=API_PREFIX)
     for router in extra_routers():
         app.include_router(router)
+    # The web portal: pages at `/` and its vendored assets at `/static` (none under /api/v1).
+    from civicshare.web.portal import mount_portal
+
+    mount_portal(app)
     return app
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from civicshare.errors import CivicshareError
@@ -59,6 +59,13 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
+def _wants_page(request: Request) -> bool:
+    """A browser asking for a portal address gets an HTML error page, never JSON."""
+    path = request.url.path
+    portal = not path.startswith(("/api/", "/delta-sharing", "/healthz", "/readyz", "/static/"))
+    return portal and "text/html" in request.headers.get("accept", "")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CivicshareError)
     async def _hub_error(request: Request, exc: CivicshareError) -> JSONResponse:
@@ -73,8 +80,12 @@ def install_error_handlers(app: FastAPI) -> None:
         return _json(422, "validation_error", message, details, request)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
+        if _wants_page(request):
+            from civicshare.web.render import http_error_page
+
+            return http_error_page(request, exc.status_code, code)
         return _json(exc.status_code, code, str(exc.detail), None, request)
 
     @app.exception_handler(Exception)

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from civicshare import crypto
 from civicshare.config import Settings
 from civicshare.db import Database
+
+if TYPE_CHECKING:
+    from civicshare.storage.segments import SegmentStore
 
 
 class Hub:
@@ -25,6 +29,13 @@ class Hub:
     def keys(self) -> crypto.LocalKeyProvider:
         """The key provider; fails closed when the master key is missing or unreadable."""
         return crypto.LocalKeyProvider.from_file(self.settings.require_master_key())
+
+    @cached_property
+    def storage(self) -> SegmentStore:
+        """Where encrypted segments live (``pyarrow.fs``: a local folder or S3)."""
+        from civicshare.storage.segments import SegmentStore
+
+        return SegmentStore(self.settings.resolved_storage_url)
 
     def check_ready_to_serve(self) -> None:
         """Refuse to start on a mis-configured home (demo mode creates what is missing)."""

@@ -68,8 +68,13 @@ class Action(enum.StrEnum):
     audit_read_all = "audit.read_all"
     audit_read_agency = "audit.read_agency"
     # -- catalog
-
+    dataset_create = "dataset.create"
+    dataset_update = "dataset.update"
+    dataset_purge = "dataset.purge"
     # -- storage
+    storage_write = "storage.write"
+    storage_gc = "storage.gc"
+    key_rotate = "key.rotate"
 
     # -- ingest
 
@@ -126,7 +131,13 @@ RULES: dict[str, Rule] = {
     Action.audit_read_all: _auditor_or_admin,
     Action.audit_read_agency: _admin_or_agency_staff,
     # -- catalog
+    Action.dataset_create: _admin_or_agency_steward,
+    Action.dataset_update: _admin_or_agency_steward,
+    Action.dataset_purge: _admin_or_agency_steward,
     # -- storage
+    Action.storage_write: _admin_or_agency_steward,
+    Action.storage_gc: _admin_only,
+    Action.key_rotate: _admin_only,
     # -- ingest
     # -- policy
     # -- query

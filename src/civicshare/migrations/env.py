@@ -20,6 +20,16 @@ def _engine() -> Engine:
     return make_engine(load_settings().resolved_database_url)
 
 
+# Objects that exist on one backend only and that the ORM metadata cannot describe (the catalog's
+# SQLite FTS5 index with its shadow tables, its PostgreSQL GIN index): autogenerate must not
+# propose dropping them.
+UNMANAGED_PREFIXES = ("dataset_fts", "ix_dataset_search")
+
+
+def include_name(name: str | None, type_: str, _parent_names: object) -> bool:
+    return not (type_ in {"table", "index"} and (name or "").startswith(UNMANAGED_PREFIXES))
+
+
 def run_migrations_online() -> None:
     engine = _engine()
     with engine.connect() as connection:
@@ -28,6 +38,7 @@ def run_migrations_online() -> None:
             target_metadata=target_metadata,
             render_as_batch=connection.dialect.name == "sqlite",
             compare_type=True,
+            include_name=include_name,
         )
         with context.begin_transaction():
             context.run_migrations()

@@ -1,0 +1,1 @@
+"""The catalog: datasets, their Table Schemas, search and the DCAT export."""

@@ -1,0 +1,1 @@
+"""Encrypted, versioned dataset storage and its keys."""

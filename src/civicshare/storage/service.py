@@ -1,0 +1,474 @@
+"""Versioned, encrypted dataset storage: write and read versions, keys, purge and gc.
+
+Key hierarchy: the master key (``hub.keys``, a ``KeyProvider``) wraps one key-encryption key per
+agency, which wraps one data key per dataset, which seals the chunks of that dataset's segments.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from civicshare import crypto
+from civicshare.agency.models import Agency
+from civicshare.audit import service as audit
+from civicshare.catalog import service as catalog
+from civicshare.catalog.models import Dataset
+from civicshare.db import utcnow
+from civicshare.errors import Conflict, Gone, Invalid, NotFound
+from civicshare.permissions import Action, Actor, authorize
+from civicshare.storage.models import (
+    AgencyKey,
+    DataKey,
+    DatasetVersion,
+    GcReport,
+    KeyRotation,
+    StorageSegment,
+)
+from civicshare.storage.segments import StoredFile, read_segments, write_segments
+
+if TYPE_CHECKING:
+    from civicshare.hub import Hub
+
+OPERATIONS = frozenset({"append", "replace", "upsert", "delete"})
+# Files younger than this may belong to a write whose version has not committed yet.
+GC_MIN_AGE = dt.timedelta(hours=1)
+
+# ---------------------------------------------------------------------------- versions
+
+
+def write_version(
+    *,
+    db: Session,
+    hub: Hub,
+    actor: Actor,
+    dataset: Dataset,
+    batches: Iterable[pa.RecordBatch],
+    schema: pa.Schema,
+    keep_previous: bool,
+    operation: str,
+    details: dict[str, Any] | None = None,
+) -> DatasetVersion:
+    """Write the batches as new encrypted segments, then add one version in the caller transaction.
+
+    The segments are written before the version row exists: if anything fails before the commit,
+    they are unreferenced orphans that ``collect_garbage`` removes, and readers never see them.
+    """
+    authorize(actor, Action.storage_write, agency_id=dataset.agency_id)
+    _require_live(dataset)
+    if operation not in OPERATIONS:
+        raise Invalid(
+            f"unknown operation '{operation}'; expected one of {sorted(OPERATIONS)}",
+            code="bad_operation",
+        )
+    table_schema = catalog.current_schema(db=db, dataset=dataset)
+    stored = table_schema.arrow_schema()
+    _check_schema(schema, stored)
+    key = _data_key(db, hub, actor, dataset, create=True)
+    written = write_segments(
+        hub.storage, dataset_id=dataset.id, key=key, batches=batches, schema=stored
+    )
+    previous = _lock_latest(db, dataset)
+    segment_ids = list(previous.segment_ids) if keep_previous and previous else []
+    rows = previous.row_count if keep_previous and previous else 0
+    for segment in written:
+        db.add(
+            StorageSegment(
+                id=segment.id,
+                dataset_id=dataset.id,
+                path=segment.path,
+                row_count=segment.row_count,
+                size_bytes=segment.size_bytes,
+                chunk_size=segment.chunk_size,
+            )
+        )
+        segment_ids.append(segment.id)
+        rows += segment.row_count
+    version = DatasetVersion(
+        dataset_id=dataset.id,
+        number=(previous.number if previous else 0) + 1,
+        row_count=rows,
+        schema_hash=table_schema.schema_hash(),
+        operation=operation,
+        segment_ids=segment_ids,
+        created_by=actor.email,
+        created_at=utcnow(),
+        details=details,
+    )
+    db.add(version)
+    try:
+        db.flush()
+    except IntegrityError as exc:
+        raise Conflict(
+            f"another write to '{dataset.ref}' committed first; retry", code="concurrent_write"
+        ) from exc
+    written_rows = sum(segment.row_count for segment in written)
+    audit.record(
+        db,
+        actor=actor,
+        action="dataset.version",
+        agency=dataset.agency.slug,
+        resource=dataset.ref,
+        version=version.number,
+        rows=written_rows,
+        details={
+            "operation": operation,
+            "total_rows": rows,
+            "segments_written": len(written),
+            "schema_hash": version.schema_hash,
+            **(details or {}),
+        },
+    )
+    return version
+
+
+def read_version(
+    *,
+    db: Session,
+    hub: Hub,
+    dataset: Dataset,
+    version: int | None = None,
+    as_of: dt.datetime | None = None,
+    columns: list[str] | None = None,
+) -> pa.RecordBatchReader:
+    """The rows of a version (default: latest), decrypted in memory as they are read."""
+    _require_live(dataset)
+    chosen = get_version(db=db, dataset=dataset, version=version, as_of=as_of)
+    schema = catalog.schema_by_hash(db=db, dataset=dataset, schema_hash=chosen.schema_hash)
+    target = schema.arrow_schema()
+    if columns is not None:
+        unknown = [name for name in columns if name not in target.names]
+        if unknown:
+            raise Invalid(
+                f"unknown columns: {', '.join(unknown)}",
+                code="unknown_column",
+                details={"columns": unknown},
+            )
+        target = pa.schema([target.field(name) for name in columns])
+    rows = db.execute(
+        select(StorageSegment.id, StorageSegment.path).where(
+            StorageSegment.id.in_(chosen.segment_ids)
+        )
+    )
+    paths: dict[str, str] = {row[0]: row[1] for row in rows.all()}
+    segments = [(segment_id, paths[segment_id]) for segment_id in chosen.segment_ids]
+    key = _data_key(db, hub, None, dataset, create=False) if segments else b""
+    return pa.RecordBatchReader.from_batches(
+        target, read_segments(hub.storage, segments, key, target)
+    )
+
+
+def get_version(
+    *,
+    db: Session,
+    dataset: Dataset,
+    version: int | None = None,
+    as_of: dt.datetime | None = None,
+) -> DatasetVersion:
+    """A version by number, the latest one at a moment (``as_of``), or the latest."""
+    if version is not None and as_of is not None:
+        raise Invalid("give a version number or a timestamp, not both", code="bad_version")
+    query = select(DatasetVersion).where(DatasetVersion.dataset_id == dataset.id)
+    if version is not None:
+        query = query.where(DatasetVersion.number == version)
+    if as_of is not None:
+        if as_of.tzinfo is None:
+            raise Invalid("as_of needs a time zone (e.g. 2026-01-01T00:00:00Z)", code="bad_version")
+        query = query.where(DatasetVersion.created_at <= as_of)
+    found = db.scalar(query.order_by(DatasetVersion.number.desc()).limit(1))
+    if found is None:
+        if version is not None:
+            message = f"'{dataset.ref}' has no version {version}"
+        elif as_of is not None:
+            message = f"'{dataset.ref}' had no version at {as_of.isoformat()}"
+        else:
+            message = f"'{dataset.ref}' has no data yet"
+        raise NotFound(message, code="version_not_found")
+    return found
+
+
+def list_versions(*, db: Session, dataset: Dataset) -> list[DatasetVersion]:
+    return list(
+        db.scalars(
+            select(DatasetVersion)
+            .where(DatasetVersion.dataset_id == dataset.id)
+            .order_by(DatasetVersion.number)
+        )
+    )
+
+
+def _lock_latest(db: Session, dataset: Dataset) -> DatasetVersion | None:
+    # Serialise writers of one dataset (PostgreSQL row lock; SQLite already holds the write lock).
+    db.execute(select(Dataset.id).where(Dataset.id == dataset.id).with_for_update())
+    return db.scalar(
+        select(DatasetVersion)
+        .where(DatasetVersion.dataset_id == dataset.id)
+        .order_by(DatasetVersion.number.desc())
+        .limit(1)
+    )
+
+
+def _check_schema(given: pa.Schema, stored: pa.Schema) -> None:
+    given_names, stored_names = set(given.names), set(stored.names)
+    if given_names != stored_names:
+        raise Invalid(
+            "the batches' columns differ from the dataset's schema",
+            code="schema_mismatch",
+            details={
+                "missing": sorted(stored_names - given_names),
+                "unexpected": sorted(given_names - stored_names),
+            },
+        )
+    wrong = {
+        field.name: f"{given.field(field.name).type} (expected {field.type})"
+        for field in stored
+        if not given.field(field.name).type.equals(field.type)
+    }
+    if wrong:
+        raise Invalid(
+            "the batches' column types differ from the dataset's schema",
+            code="schema_mismatch",
+            details=wrong,
+        )
+
+
+def _require_live(dataset: Dataset) -> None:
+    if dataset.purged_at is not None:
+        raise Gone(f"'{dataset.ref}' was purged; its data is unrecoverable", code="dataset_purged")
+
+
+# ---------------------------------------------------------------------------- keys
+
+
+def _agency_key_context(agency_id: int, version: int) -> bytes:
+    return f"agency-kek:{agency_id}:{version}".encode()
+
+
+def _data_key_context(dataset_id: int) -> bytes:
+    return f"data-key:{dataset_id}".encode()
+
+
+def _active_agency_key(db: Session, agency_id: int) -> AgencyKey | None:
+    return db.scalar(
+        select(AgencyKey)
+        .where(AgencyKey.agency_id == agency_id, AgencyKey.retired_at.is_(None))
+        .order_by(AgencyKey.version.desc())
+        .limit(1)
+    )
+
+
+def _create_agency_key(
+    db: Session, hub: Hub, actor: Actor | None, agency: Agency, version: int
+) -> tuple[AgencyKey, bytes]:
+    secret = crypto.new_data_key()
+    key = AgencyKey(
+        agency_id=agency.id,
+        version=version,
+        wrapped=hub.keys.wrap(secret, context=_agency_key_context(agency.id, version)),
+        provider_key_id=hub.keys.key_id,
+    )
+    db.add(key)
+    db.flush()
+    audit.record(
+        db,
+        actor=actor,
+        action="key.create",
+        agency=agency.slug,
+        resource=f"agency-key:{agency.slug}:{version}",
+        details={"kind": "agency_kek", "version": version},
+    )
+    return key, secret
+
+
+def _unwrap_agency_key(hub: Hub, key: AgencyKey) -> bytes:
+    if key.wrapped is None:
+        raise Gone("the agency key was retired", code="key_destroyed")
+    return hub.keys.unwrap(key.wrapped, context=_agency_key_context(key.agency_id, key.version))
+
+
+def _data_key(
+    db: Session, hub: Hub, actor: Actor | None, dataset: Dataset, *, create: bool
+) -> bytes:
+    """The dataset's data key in the clear (memory only), created on first write."""
+    row = db.scalar(select(DataKey).where(DataKey.dataset_id == dataset.id))
+    if row is not None:
+        if row.wrapped is None:
+            raise Gone(f"the data key of '{dataset.ref}' was destroyed", code="key_destroyed")
+        agency_key = db.get_one(AgencyKey, row.agency_key_id)
+        kek = _unwrap_agency_key(hub, agency_key)
+        return crypto.aead_decrypt(kek, row.wrapped, context=_data_key_context(dataset.id))
+    if not create:
+        raise NotFound(f"'{dataset.ref}' has no data key", code="key_not_found")
+    active = _active_agency_key(db, dataset.agency_id)
+    if active is None:
+        agency_key, kek = _create_agency_key(db, hub, actor, dataset.agency, 1)
+    else:
+        agency_key, kek = active, _unwrap_agency_key(hub, active)
+    secret = crypto.new_data_key()
+    db.add(
+        DataKey(
+            dataset_id=dataset.id,
+            agency_key_id=agency_key.id,
+            wrapped=crypto.aead_encrypt(kek, secret, context=_data_key_context(dataset.id)),
+        )
+    )
+    try:
+        db.flush()
+    except IntegrityError as exc:
+        raise Conflict(
+            f"another write to '{dataset.ref}' created its key first; retry",
+            code="concurrent_write",
+        ) from exc
+    audit.record(
+        db,
+        actor=actor,
+        action="key.create",
+        agency=dataset.agency.slug,
+        resource=dataset.ref,
+        details={"kind": "data_key", "agency_key_version": agency_key.version},
+    )
+    return secret
+
+
+def rotate_agency_key(*, db: Session, hub: Hub, actor: Actor, agency: Agency) -> KeyRotation:
+    """Give the agency a new key-encryption key and rewrap its data keys; no data is rewritten.
+
+    The old key is retired and its wrapped form erased, so it cannot unwrap anything again.
+    """
+    authorize(actor, Action.key_rotate, agency_id=agency.id)
+    old = _active_agency_key(db, agency.id)
+    latest = db.scalar(select(func.max(AgencyKey.version)).where(AgencyKey.agency_id == agency.id))
+    new, new_secret = _create_agency_key(db, hub, actor, agency, (latest or 0) + 1)
+    rewrapped = 0
+    if old is not None:
+        old_secret = _unwrap_agency_key(hub, old)
+        rows = db.scalars(
+            select(DataKey).where(DataKey.agency_key_id == old.id, DataKey.wrapped.is_not(None))
+        )
+        for row in rows:
+            assert row.wrapped is not None
+            context = _data_key_context(row.dataset_id)
+            secret = crypto.aead_decrypt(old_secret, row.wrapped, context=context)
+            row.wrapped = crypto.aead_encrypt(new_secret, secret, context=context)
+            row.agency_key_id = new.id
+            row.rewrapped_at = utcnow()
+            rewrapped += 1
+        old.wrapped = None
+        old.retired_at = utcnow()
+    # Data keys already destroyed keep pointing at the retired key: nothing to rewrap there.
+    db.flush()
+    audit.record(
+        db,
+        actor=actor,
+        action="key.rotate",
+        agency=agency.slug,
+        resource=f"agency-key:{agency.slug}:{new.version}",
+        details={
+            "version": new.version,
+            "retired_version": old.version if old else None,
+            "rewrapped_data_keys": rewrapped,
+        },
+    )
+    return KeyRotation(
+        agency=agency.slug,
+        version=new.version,
+        rewrapped_data_keys=rewrapped,
+        retired_version=old.version if old else None,
+    )
+
+
+# ---------------------------------------------------------------------------- purge and gc
+
+
+def purge_dataset(*, db: Session, actor: Actor, dataset: Dataset) -> Dataset:
+    """Crypto-shred a dataset: destroy its data key so every segment is unreadable for good.
+
+    The catalog entry and its versions stay (marked purged) as the record of what existed.
+    """
+    authorize(actor, Action.dataset_purge, agency_id=dataset.agency_id)
+    _require_live(dataset)
+    now = utcnow()
+    row = db.scalar(select(DataKey).where(DataKey.dataset_id == dataset.id))
+    if row is not None:
+        row.wrapped = None
+        row.destroyed_at = now
+        audit.record(
+            db,
+            actor=actor,
+            action="key.destroy",
+            agency=dataset.agency.slug,
+            resource=dataset.ref,
+            details={"kind": "data_key"},
+        )
+    dataset.purged_at = now
+    dataset.updated_at = now
+    db.flush()
+    versions = list_versions(db=db, dataset=dataset)
+    audit.record(
+        db,
+        actor=actor,
+        action="dataset.purge",
+        agency=dataset.agency.slug,
+        resource=dataset.ref,
+        details={"versions": len(versions), "had_data_key": row is not None},
+    )
+    return dataset
+
+
+def collect_garbage(
+    *,
+    db: Session,
+    hub: Hub,
+    actor: Actor,
+    apply: bool = False,
+    min_age: dt.timedelta = GC_MIN_AGE,
+) -> GcReport:
+    """Find (and with ``apply``, delete) segment files no live version references.
+
+    Orphans are files of writes that never committed; shredded files belong to purged datasets
+    and can no longer be decrypted. Files younger than ``min_age`` are left alone, since their
+    version may be about to commit.
+    """
+    authorize(actor, Action.storage_gc)
+    live = set(
+        db.scalars(
+            select(StorageSegment.path)
+            .join(Dataset, Dataset.id == StorageSegment.dataset_id)
+            .where(Dataset.purged_at.is_(None))
+        )
+    )
+    known = set(db.scalars(select(StorageSegment.path)))
+    cutoff = utcnow() - min_age
+    orphans: list[StoredFile] = []
+    shredded: list[StoredFile] = []
+    for stored in hub.storage.list_files("datasets"):
+        if stored.path in live or (stored.modified is not None and stored.modified > cutoff):
+            continue
+        (shredded if stored.path in known else orphans).append(stored)
+    if apply:
+        for stored in orphans + shredded:
+            hub.storage.delete(stored.path)
+        audit.record(
+            db,
+            actor=actor,
+            action="storage.gc",
+            details={
+                "orphans": len(orphans),
+                "shredded": len(shredded),
+                "bytes": sum(f.size for f in orphans + shredded),
+            },
+        )
+    return GcReport(
+        applied=apply,
+        orphans=[f.path for f in orphans],
+        orphan_bytes=sum(f.size for f in orphans),
+        shredded=[f.path for f in shredded],
+        shredded_bytes=sum(f.size for f in shredded),
+        referenced=len(live),
+    )

@@ -1,0 +1,251 @@
+"""Catalog services on real SQLite and PostgreSQL: registration, schema versions, search."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from civicshare.agency.models import Role
+from civicshare.audit.models import AuditEntry
+from civicshare.catalog import service as catalog
+from civicshare.catalog.models import Dataset, DatasetCreate, DatasetUpdate
+from civicshare.catalog.tableschema import TableSchema
+from civicshare.errors import Conflict, Forbidden, Invalid, NotFound
+from civicshare.permissions import CLI_ADMIN
+from tests.support.datasets import OPEN_SCHEMA, PEOPLE_SCHEMA, ensure_agency, make_dataset, person
+
+
+def count(db: Session, model: type[Any]) -> int:
+    return db.scalar(sa.select(sa.func.count()).select_from(model)) or 0
+
+
+def test_create_and_get_dataset(db: Session) -> None:
+    steward = person(db, "health")
+    created = catalog.create_dataset(
+        db=db,
+        actor=steward,
+        data=DatasetCreate(
+            agency="health",
+            slug="cases",
+            title="Disease cases",
+            keywords=["covid"],
+            theme="health",
+            table_schema=TableSchema.model_validate(PEOPLE_SCHEMA),
+        ),
+    )
+    found = catalog.get_dataset(db=db, ref="health.cases")
+    assert found.id == created.id
+    assert found.ref == "health.cases"
+    assert (found.visibility, found.classification, found.schema_version) == (
+        "private",
+        "sensitive",
+        1,
+    )
+    assert catalog.current_schema(db=db, dataset=found).field_names[0] == "person_id"
+    entry = db.scalars(sa.select(AuditEntry).order_by(AuditEntry.index.desc())).first()
+    assert entry is not None
+    assert entry.action == "dataset.create"
+    assert entry.actor_email == steward.email
+    assert entry.agency == "health"
+
+
+@pytest.mark.parametrize(
+    ("ref", "code"),
+    [
+        ("health", "bad_dataset_ref"),
+        ("health.cases.extra", "bad_dataset_ref"),
+        ("Health.cases", "bad_dataset_ref"),
+        ("health.1cases", "bad_dataset_ref"),
+        ("nowhere.cases", "agency_not_found"),
+        ("health.missing", "dataset_not_found"),
+    ],
+)
+def test_bad_references_get_clear_errors(db: Session, ref: str, code: str) -> None:
+    ensure_agency(db, "health")
+    with pytest.raises((Invalid, NotFound)) as error:
+        catalog.get_dataset(db=db, ref=ref)
+    assert error.value.code == code  # type: ignore[union-attr]
+
+
+def test_bad_input_changes_nothing(db: Session) -> None:
+    ensure_agency(db, "health")
+    make_dataset(db, "health.cases")
+    before = (count(db, Dataset), count(db, AuditEntry))
+    with pytest.raises(ValidationError):
+        DatasetCreate(agency="health", slug="Bad Slug", title="x", table_schema=PEOPLE_SCHEMA)  # type: ignore[arg-type]
+    failures = [
+        ({"agency": "nowhere"}, NotFound, "agency_not_found"),
+        ({"slug": "cases"}, Conflict, "dataset_exists"),
+        ({"visibility": "public"}, Invalid, "public_dataset_has_protected_fields"),
+    ]
+    for overrides, error_type, code in failures:
+        data = DatasetCreate.model_validate(
+            {
+                "agency": "health",
+                "slug": "other",
+                "title": "Other",
+                "table_schema": PEOPLE_SCHEMA,
+                **overrides,
+            }
+        )
+        with pytest.raises(error_type) as error:
+            catalog.create_dataset(db=db, actor=CLI_ADMIN, data=data)
+        assert error.value.code == code
+    assert (count(db, Dataset), count(db, AuditEntry)) == before
+
+
+def test_only_stewards_of_the_agency_or_admins_create(db: Session) -> None:
+    data = DatasetCreate(
+        agency="health",
+        slug="cases",
+        title="x",
+        table_schema=TableSchema.model_validate(OPEN_SCHEMA),
+    )
+    for actor in (person(db, "police"), person(db, "health", Role.analyst)):
+        with pytest.raises(Forbidden):
+            catalog.create_dataset(db=db, actor=actor, data=data)
+    assert catalog.create_dataset(db=db, actor=person(db, "health"), data=data).slug == "cases"
+
+
+def test_schema_versions_and_the_breaking_change_rule(db: Session) -> None:
+    dataset = make_dataset(db, "health.cases")
+    narrower = {**PEOPLE_SCHEMA, "fields": PEOPLE_SCHEMA["fields"][:-1]}
+    with pytest.raises(Conflict) as error:
+        catalog.update_schema(
+            db=db,
+            actor=CLI_ADMIN,
+            dataset=dataset,
+            table_schema=TableSchema.model_validate(narrower),
+        )
+    assert error.value.code == "breaking_schema_change"
+    assert error.value.details == {"changes": ["field 'score' removed"]}
+    assert dataset.schema_version == 1
+    row = catalog.update_schema(
+        db=db,
+        actor=CLI_ADMIN,
+        dataset=dataset,
+        table_schema=TableSchema.model_validate(narrower),
+        breaking=True,
+    )
+    assert (row.number, row.breaking, dataset.schema_version) == (2, True, 2)
+    wider = {**narrower, "fields": [*narrower["fields"], {"name": "ward", "type": "integer"}]}
+    row = catalog.update_schema(
+        db=db, actor=CLI_ADMIN, dataset=dataset, table_schema=TableSchema.model_validate(wider)
+    )
+    assert (row.number, row.breaking, row.changes) == (3, False, [])
+    same = catalog.update_schema(
+        db=db, actor=CLI_ADMIN, dataset=dataset, table_schema=TableSchema.model_validate(wider)
+    )
+    assert same.number == 3
+    assert [v.number for v in catalog.schema_versions(db=db, dataset=dataset)] == [1, 2, 3]
+    assert catalog.schema_at(db=db, dataset=dataset, number=1).field_names[-1] == "score"
+    actions = list(db.scalars(sa.select(AuditEntry.action)))
+    assert actions.count("dataset.schema_update") == 2
+
+
+def test_update_metadata_is_audited_and_checked(db: Session) -> None:
+    dataset = make_dataset(db, "transport.air", OPEN_SCHEMA, title="Air")
+    catalog.update_dataset(
+        db=db,
+        actor=CLI_ADMIN,
+        dataset=dataset,
+        data=DatasetUpdate(title="Air quality", visibility="public", frequency="daily"),  # type: ignore[arg-type]
+    )
+    assert (dataset.title, dataset.visibility, dataset.frequency) == (
+        "Air quality",
+        "public",
+        "daily",
+    )
+    private = make_dataset(db, "health.cases")
+    with pytest.raises(Invalid) as error:
+        catalog.update_dataset(
+            db=db,
+            actor=CLI_ADMIN,
+            dataset=private,
+            data=DatasetUpdate(visibility="public"),  # type: ignore[arg-type]
+        )
+    assert error.value.code == "public_dataset_has_protected_fields"
+    assert private.visibility == "private"
+
+
+def _city(db: Session) -> None:
+    make_dataset(
+        db, "health.cases", title="Disease cases", keywords=["surveillance"], theme="health"
+    )
+    make_dataset(
+        db, "health.beds", OPEN_SCHEMA, visibility="hub", title="Hospital beds", theme="health"
+    )
+    make_dataset(
+        db,
+        "transport.air",
+        OPEN_SCHEMA,
+        visibility="public",
+        title="Air quality sensors",
+        theme="environment",
+    )
+    make_dataset(
+        db, "police.contacts", visibility="private", title="Police contacts", theme="safety"
+    )
+
+
+def refs(result: Any) -> list[str]:
+    return [item.ref for item in result.items]
+
+
+def test_search_shows_only_what_the_caller_may_see(db: Session) -> None:
+    _city(db)
+    public = catalog.search(db=db, actor=None)
+    assert refs(public) == ["transport.air"]
+    police = catalog.search(db=db, actor=person(db, "police", Role.analyst))
+    assert refs(police) == ["health.beds", "police.contacts", "transport.air"]
+    health = catalog.search(db=db, actor=person(db, "health"))
+    assert refs(health) == ["health.beds", "health.cases", "transport.air"]
+    admin = catalog.search(db=db, actor=CLI_ADMIN)
+    assert admin.total == 4
+    # Even a query naming it exactly does not reveal a private dataset of another agency.
+    assert catalog.search(db=db, actor=person(db, "police"), q="disease cases").total == 0
+    assert catalog.search(db=db, actor=None, q="police").total == 0
+    with pytest.raises(NotFound):
+        catalog.get_visible_dataset(db=db, actor=person(db, "police"), ref="health.cases")
+    assert [d.ref for d in catalog.list_datasets(db=db, actor=None)] == ["transport.air"]
+
+
+def test_search_matches_text_and_field_names_with_facets(db: Session) -> None:
+    _city(db)
+    health = person(db, "health")
+    by_title = catalog.search(db=db, actor=health, q="hospital")
+    assert refs(by_title) == ["health.beds"]
+    by_field = catalog.search(db=db, actor=health, q="diagnosis")
+    assert refs(by_field) == ["health.cases"]
+    by_prefix = catalog.search(db=db, actor=health, q="surveil")
+    assert refs(by_prefix) == ["health.cases"]
+    by_stem = catalog.search(db=db, actor=health, q="sensor")
+    assert refs(by_stem) == ["transport.air"]
+    assert catalog.search(db=db, actor=health, q='" OR * NEAR(').total == 0
+    everything = catalog.search(db=db, actor=health)
+    assert everything.facets["agency"] == {"health": 2, "transport": 1}
+    assert everything.facets["visibility"] == {"hub": 1, "private": 1, "public": 1}
+    assert everything.facets["classification"] == {"public": 2, "sensitive": 1}
+    assert everything.facets["theme"] == {"environment": 1, "health": 2}
+    filtered = catalog.search(db=db, actor=health, theme="health", visibility="hub")
+    assert refs(filtered) == ["health.beds"]
+    assert refs(catalog.search(db=db, actor=health, classification="sensitive")) == ["health.cases"]
+    assert refs(catalog.search(db=db, actor=health, agency="transport")) == ["transport.air"]
+    page = catalog.search(db=db, actor=health, limit=1, offset=1)
+    assert page.total == 3
+    assert refs(page) == ["health.cases"]
+    with pytest.raises(Invalid):
+        catalog.search(db=db, actor=health, limit=0)
+
+
+def test_search_index_follows_updates(db: Session) -> None:
+    dataset = make_dataset(db, "transport.air", OPEN_SCHEMA, visibility="public", title="Air")
+    assert catalog.search(db=db, actor=None, q="bicycle").total == 0
+    catalog.update_dataset(
+        db=db, actor=CLI_ADMIN, dataset=dataset, data=DatasetUpdate(title="Bicycle counters")
+    )
+    assert refs(catalog.search(db=db, actor=None, q="bicycle")) == ["transport.air"]

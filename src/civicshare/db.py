@@ -124,6 +124,16 @@ class Database:
         self.engine.dispose()
 
 
+# Objects that exist on one backend only and that the ORM metadata cannot describe (the catalog's
+# SQLite FTS5 index with its shadow tables, its PostgreSQL GIN index): schema comparison
+# (autogenerate, the migration tests) must neither report nor drop them.
+UNMANAGED_PREFIXES = ("dataset_fts", "ix_dataset_search")
+
+
+def include_name(name: str | None, type_: str, _parent_names: object) -> bool:
+    return not (type_ in {"table", "index"} and (name or "").startswith(UNMANAGED_PREFIXES))
+
+
 def alembic_config(engine: Engine | None = None) -> Config:
     """Alembic configuration pointing at the migrations shipped inside the package."""
     location = resources.files("civicshare") / "migrations"

@@ -7,7 +7,7 @@ from sqlalchemy import Engine
 
 import civicshare.models  # noqa: F401  (registers every table on Base.metadata)
 from civicshare.config import load_settings
-from civicshare.db import Base, make_engine
+from civicshare.db import Base, include_name, make_engine
 
 config = context.config
 target_metadata = Base.metadata
@@ -18,16 +18,6 @@ def _engine() -> Engine:
     if isinstance(engine, Engine):
         return engine
     return make_engine(load_settings().resolved_database_url)
-
-
-# Objects that exist on one backend only and that the ORM metadata cannot describe (the catalog's
-# SQLite FTS5 index with its shadow tables, its PostgreSQL GIN index): autogenerate must not
-# propose dropping them.
-UNMANAGED_PREFIXES = ("dataset_fts", "ix_dataset_search")
-
-
-def include_name(name: str | None, type_: str, _parent_names: object) -> bool:
-    return not (type_ in {"table", "index"} and (name or "").startswith(UNMANAGED_PREFIXES))
 
 
 def run_migrations_online() -> None:

@@ -8,12 +8,16 @@ ignored, so a misspelt constraint (``minimun``) is an error, not a silently unch
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pyarrow as pa
 import rfc8785
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from civicshare.errors import Invalid
 
 FieldType = Literal[
     "string",
@@ -345,3 +349,82 @@ def _lowered(old: Any, new: Any) -> bool:
         return bool(new < old)
     except TypeError:
         return str(new) != str(old)
+
+
+# ---------------------------------------------------------------------------- schema files
+
+
+def read_schema_file(
+    path: Path, *, resource: str | None = None
+) -> tuple[TableSchema, dict[str, Any]]:
+    """A Table Schema from a JSON file holding either the schema or a Data Package.
+
+    Returns the schema and, for a Data Package, its descriptive metadata (title, description,
+    keywords, licence) so registration can reuse it.
+    """
+    try:
+        document = json.loads(path.read_text(encoding="utf-8-sig"))
+    except OSError as exc:
+        raise Invalid(
+            f"cannot read the schema file {path.name}: {exc.strerror}",
+            code="schema_file_unreadable",
+        ) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise Invalid(
+            f"{path.name} is not valid JSON: {exc}", code="schema_file_malformed"
+        ) from None
+    if not isinstance(document, dict):
+        raise Invalid(f"{path.name} must hold a JSON object", code="schema_file_malformed")
+    metadata: dict[str, Any] = {}
+    if "resources" in document:
+        document, metadata = _package_resource(document, resource, path.name)
+    return parse_schema(document), metadata
+
+
+def parse_schema(document: Any) -> TableSchema:
+    """Validate a Table Schema document, turning validation errors into one clear ``Invalid``."""
+    try:
+        return TableSchema.model_validate(document)
+    except ValidationError as exc:
+        problems = [
+            {
+                "at": ".".join(str(part) for part in error["loc"]) or "schema",
+                "problem": error["msg"],
+            }
+            for error in exc.errors()
+        ]
+        first = problems[0]
+        raise Invalid(
+            f"invalid Table Schema: {first['at']}: {first['problem']}",
+            code="invalid_schema",
+            details=problems,
+        ) from None
+
+
+def _package_resource(
+    package: dict[str, Any], name: str | None, filename: str
+) -> tuple[Any, dict[str, Any]]:
+    resources = [r for r in package.get("resources") or [] if isinstance(r, dict)]
+    candidates = [r for r in resources if name is None or r.get("name") == name]
+    if not candidates:
+        raise Invalid(f"{filename} has no resource named '{name}'", code="schema_file_malformed")
+    if len(candidates) > 1:
+        names = ", ".join(str(r.get("name")) for r in candidates)
+        raise Invalid(
+            f"{filename} has several resources ({names}); choose one with --resource",
+            code="schema_file_malformed",
+        )
+    chosen = candidates[0]
+    if not isinstance(chosen.get("schema"), dict):
+        raise Invalid(
+            f"resource '{chosen.get('name')}' of {filename} has no inline schema",
+            code="schema_file_malformed",
+        )
+    licenses = package.get("licenses") or []
+    metadata = {
+        "title": package.get("title"),
+        "description": package.get("description"),
+        "keywords": [str(k) for k in package.get("keywords") or []],
+        "license": (licenses[0].get("path") or licenses[0].get("name")) if licenses else None,
+    }
+    return chosen["schema"], {k: v for k, v in metadata.items() if v}

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import httpx
+import pytest
 import rdflib
 from rdflib.namespace import DCAT, DCTERMS, FOAF, RDF
 
@@ -80,6 +81,8 @@ def test_schema_update_needs_the_breaking_flag(hub_process: HubProcess) -> None:
         assert health.get("/api/v1/datasets/health/v_schema/versions").json() == []
 
 
+# rdflib's own JSON-LD parser still uses its deprecated ConjunctiveGraph internally.
+@pytest.mark.filterwarnings("ignore:ConjunctiveGraph is deprecated:DeprecationWarning")
 def test_dcat_ap_catalogue_lists_public_datasets_with_mandatory_properties(
     hub_process: HubProcess,
 ) -> None:

@@ -79,8 +79,13 @@ class Action(enum.StrEnum):
     # -- ingest
 
     # -- policy
-
+    agreement_request = "policy.agreement_request"
+    agreement_decide = "policy.agreement_decide"
+    agreement_read = "policy.agreement_read"
+    objection_manage = "policy.objection_manage"
+    objection_read = "policy.objection_read"
     # -- query
+    query_run = "query.run"
 
     # -- web
 
@@ -114,6 +119,17 @@ def _person_or_service(actor: Actor, _agency_id: int | None) -> bool:
     return actor.kind in {"person", "service", "system"}
 
 
+def _admin_or_agency_member(actor: Actor, agency_id: int | None) -> bool:
+    members = {Role.steward, Role.analyst}
+    return actor.is_admin or (actor.role in members and actor.belongs_to(agency_id))
+
+
+def _admin_auditor_or_agency_member(actor: Actor, agency_id: int | None) -> bool:
+    if actor.is_admin or actor.role is Role.auditor:
+        return True
+    return actor.role in {Role.steward, Role.analyst} and actor.belongs_to(agency_id)
+
+
 def _auditor_or_admin(actor: Actor, _agency_id: int | None) -> bool:
     return actor.is_admin or actor.role is Role.auditor
 
@@ -140,7 +156,14 @@ RULES: dict[str, Rule] = {
     Action.key_rotate: _admin_only,
     # -- ingest
     # -- policy
+    Action.agreement_request: _admin_or_agency_member,
+    Action.agreement_decide: _admin_or_agency_steward,
+    Action.agreement_read: _admin_auditor_or_agency_member,
+    Action.objection_manage: _admin_or_agency_steward,
+    Action.objection_read: _admin_or_agency_staff,
     # -- query
+    # Which rows and columns a query may read is decided per dataset by policy.policy_view.
+    Action.query_run: _person_or_service,
     # -- web
     # -- sharing
     # The provider agency's steward issues and revokes profiles for its agreements.

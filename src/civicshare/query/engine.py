@@ -26,9 +26,21 @@ def execute(
     plan: Plan, *, max_rows: int = DEFAULT_MAX_ROWS, timeout: float = DEFAULT_TIMEOUT_SECONDS
 ) -> QueryOutput:
     """Read the views' columns (decrypted in memory), run the SQL, protect aggregate cells."""
-    sources: dict[str, ArrowSource] = {
-        name: view.reader(view.read_columns()) for name, view in plan.sources.items()
-    }
+    return run_plan(plan, load_sources(plan), max_rows=max_rows, timeout=timeout)
+
+
+def load_sources(plan: Plan) -> dict[str, ArrowSource]:
+    """Each view's stored columns as Arrow, in memory (DuckDB never gets a storage path)."""
+    return {name: view.reader(view.read_columns()) for name, view in plan.sources.items()}
+
+
+def run_plan(
+    plan: Plan,
+    sources: dict[str, ArrowSource],
+    *,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    timeout: float = DEFAULT_TIMEOUT_SECONDS,
+) -> QueryOutput:
     fetched = sandbox().fetch(plan.sql, sources, max_rows=max_rows, timeout=timeout)
     if plan.aggregate is None:
         return QueryOutput(fetched.table, fetched.truncated)

@@ -1,0 +1,518 @@
+"""Agreements (request, decide, revoke, export), objections, and the policy view of a dataset."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from civicshare.agency import service as agency_service
+from civicshare.agency.models import Agency, Role
+from civicshare.audit import service as audit
+from civicshare.catalog import service as catalog
+from civicshare.catalog.models import Dataset
+from civicshare.catalog.tableschema import TableSchema
+from civicshare.db import utcnow
+from civicshare.errors import Conflict, Forbidden, Invalid, NotFound, RateLimited
+from civicshare.hub import Hub
+from civicshare.permissions import Action, Actor, authorize, is_allowed
+from civicshare.policy.models import (
+    Agreement,
+    AgreementDataset,
+    AgreementRequest,
+    AgreementUsage,
+    DatasetGrant,
+    Objection,
+    ObjectionCreate,
+    State,
+    Status,
+)
+from civicshare.policy.predicates import validate_row_filter
+from civicshare.policy.treatments import check_applicable, hmac_hex, parse_treatment
+from civicshare.policy.view import Exclusion, GrantedColumn, PolicyView
+from civicshare.storage import service as storage
+
+MIN_JUSTIFICATION = 20
+
+# ---------------------------------------------------------------------------- agreements
+
+
+def request_agreement(*, db: Session, actor: Actor, data: AgreementRequest) -> Agreement:
+    """A recipient asks a provider for access; nothing is readable until a steward approves."""
+    recipient = agency_service.get_agency(db=db, slug=data.recipient)
+    authorize(actor, Action.agreement_request, agency_id=recipient.id)
+    _check_window(data.valid_from, data.valid_until)
+    datasets = [_discoverable(db, actor, grant.dataset) for grant in data.datasets]
+    providers = {dataset.agency_id for dataset in datasets}
+    if len(providers) != 1:
+        raise Invalid("one agreement covers datasets of one provider", code="several_providers")
+    provider_id = providers.pop()
+    if provider_id == recipient.id:
+        raise Invalid("an agency needs no agreement for its own data", code="same_agency")
+    users = _recipient_users(db, recipient, [str(email) for email in data.recipient_users])
+    grants = [
+        _grant(db, dataset, grant) for dataset, grant in zip(datasets, data.datasets, strict=True)
+    ]
+    sensitive = _sensitive_in_clear(db, grants)
+    _check_sensitive(sensitive, data.allow_sensitive, data.sensitive_justification)
+    agreement = Agreement(
+        public_id="agr_" + secrets.token_hex(8),
+        provider_agency_id=provider_id,
+        recipient_agency_id=recipient.id,
+        recipient_users=users,
+        title=data.title,
+        purpose=data.purpose,
+        purpose_text=data.purpose_text,
+        legal_basis=data.legal_basis,
+        valid_from=data.valid_from,
+        valid_until=data.valid_until,
+        status=Status.requested.value,
+        aggregate_only=data.aggregate_only,
+        min_cell=data.min_cell,
+        max_queries_per_day=data.max_queries_per_day,
+        max_rows_per_day=data.max_rows_per_day,
+        allow_sensitive=data.allow_sensitive,
+        sensitive_justification=data.sensitive_justification if sensitive else None,
+        requested_by=actor.email,
+        grants=grants,
+    )
+    db.add(agreement)
+    db.flush()
+    details: dict[str, Any] = {
+        "recipient": recipient.slug,
+        "datasets": [dataset.ref for dataset in datasets],
+        "aggregate_only": data.aggregate_only,
+    }
+    if sensitive:
+        details["sensitive_clear"] = sensitive
+        details["sensitive_justification"] = data.sensitive_justification
+    _audit(db, actor, "agreement.request", agreement, details)
+    return agreement
+
+
+def _check_window(start: dt.datetime, end: dt.datetime) -> None:
+    if start.tzinfo is None or end.tzinfo is None:
+        raise Invalid("validity dates need a time zone (e.g. ...Z)", code="naive_datetime")
+    if end <= start:
+        raise Invalid("valid_until must be after valid_from", code="invalid_window")
+
+
+def _discoverable(db: Session, actor: Actor, ref: str) -> Dataset:
+    dataset = catalog.get_dataset(db=db, ref=ref)
+    if not catalog.can_discover(actor, dataset):
+        raise NotFound(f"no dataset '{ref}'", code="dataset_not_found")
+    return dataset
+
+
+def _recipient_users(db: Session, recipient: Agency, emails: list[str]) -> list[str]:
+    named = []
+    for email in emails:
+        user = agency_service.get_user(db=db, email=email)
+        if user.agency_id != recipient.id:
+            raise Invalid(f"{email} is not a user of {recipient.slug}", code="not_recipient_user")
+        named.append(user.email)
+    return sorted(set(named))
+
+
+def _grant(db: Session, dataset: Dataset, grant: DatasetGrant) -> AgreementDataset:
+    schema = catalog.current_schema(db=db, dataset=dataset)
+    arrow = schema.arrow_schema()
+    columns: list[list[str]] = []
+    for name, spec in grant.columns.items():
+        if name not in arrow.names:
+            raise Invalid(
+                f"'{name}' is not a column of {dataset.ref}",
+                code="unknown_column",
+                details={"column": name, "dataset": dataset.ref},
+            )
+        treatment = parse_treatment(spec)
+        check_applicable(treatment, name, arrow.field(name).type)
+        columns.append([name, treatment.spec])
+    row_filter = validate_row_filter(grant.row_filter, arrow.names) if grant.row_filter else None
+    return AgreementDataset(dataset=dataset, columns=columns, row_filter=row_filter)
+
+
+def _sensitive_in_clear(db: Session, grants: Sequence[AgreementDataset]) -> list[str]:
+    found = []
+    for grant in grants:
+        schema = catalog.current_schema(db=db, dataset=grant.dataset)
+        for name, spec in grant.columns:
+            if spec == "clear" and schema.field(name).classification == "sensitive":
+                found.append(f"{grant.dataset.ref}.{name}")
+    return found
+
+
+def _check_sensitive(sensitive: list[str], allowed: bool, justification: str | None) -> None:
+    if not sensitive:
+        return
+    if not allowed or not justification or len(justification.strip()) < MIN_JUSTIFICATION:
+        raise Invalid(
+            f"sensitive columns in clear ({', '.join(sensitive)}) need --allow-sensitive and a "
+            f"written justification of at least {MIN_JUSTIFICATION} characters",
+            code="sensitive_requires_justification",
+            details={"columns": sensitive},
+        )
+
+
+def get_agreement(*, db: Session, actor: Actor, agreement_id: str) -> Agreement:
+    agreement = db.scalar(select(Agreement).where(Agreement.public_id == agreement_id))
+    if agreement is None or not _may_read(actor, agreement):
+        raise NotFound(f"no agreement '{agreement_id}'", code="agreement_not_found")
+    return agreement
+
+
+def _may_read(actor: Actor, agreement: Agreement) -> bool:
+    return any(
+        is_allowed(actor, Action.agreement_read, agency_id=agency_id)
+        for agency_id in (agreement.provider_agency_id, agreement.recipient_agency_id)
+    )
+
+
+def list_agreements(
+    *, db: Session, actor: Actor, agency: str | None = None, state: State | None = None
+) -> list[Agreement]:
+    """Agreements the caller may read: as provider or recipient (all, for admins/auditors)."""
+    query = select(Agreement).order_by(Agreement.id)
+    if agency is not None:
+        target = agency_service.get_agency(db=db, slug=agency)
+        query = query.where(
+            (Agreement.provider_agency_id == target.id)
+            | (Agreement.recipient_agency_id == target.id)
+        )
+    found = [a for a in db.scalars(query).unique() if _may_read(actor, a)]
+    return [a for a in found if state is None or a.state() is state]
+
+
+def approve_agreement(
+    *, db: Session, actor: Actor, agreement_id: str, reason: str | None = None
+) -> Agreement:
+    return _decide(db, actor, agreement_id, Status.approved, reason)
+
+
+def reject_agreement(
+    *, db: Session, actor: Actor, agreement_id: str, reason: str | None = None
+) -> Agreement:
+    return _decide(db, actor, agreement_id, Status.rejected, reason)
+
+
+def _decide(
+    db: Session, actor: Actor, agreement_id: str, decision: Status, reason: str | None
+) -> Agreement:
+    agreement = get_agreement(db=db, actor=actor, agreement_id=agreement_id)
+    authorize(actor, Action.agreement_decide, agency_id=agreement.provider_agency_id)
+    if agreement.status != Status.requested.value:
+        raise Conflict(
+            f"agreement {agreement_id} is {agreement.state().value}, not requested",
+            code="agreement_not_requested",
+        )
+    agreement.status = decision.value
+    agreement.decided_by = actor.email
+    agreement.decided_at = utcnow()
+    agreement.decision_reason = reason
+    action = "agreement.approve" if decision is Status.approved else "agreement.reject"
+    _audit(db, actor, action, agreement, {"reason": reason} if reason else None)
+    return agreement
+
+
+def revoke_agreement(
+    *, db: Session, actor: Actor, agreement_id: str, reason: str | None = None
+) -> Agreement:
+    """Stop access at once: the next query (even in an open session) is refused."""
+    agreement = get_agreement(db=db, actor=actor, agreement_id=agreement_id)
+    authorize(actor, Action.agreement_decide, agency_id=agreement.provider_agency_id)
+    if agreement.status != Status.approved.value:
+        raise Conflict(
+            f"agreement {agreement_id} is {agreement.state().value}; only approved ones revoke",
+            code="agreement_not_approved",
+        )
+    agreement.status = Status.revoked.value
+    agreement.revoked_by = actor.email
+    agreement.revoked_at = utcnow()
+    agreement.decision_reason = reason
+    _audit(db, actor, "agreement.revoke", agreement, {"reason": reason} if reason else None)
+    return agreement
+
+
+def _audit(
+    db: Session,
+    actor: Actor,
+    action: str,
+    agreement: Agreement,
+    details: dict[str, Any] | None,
+) -> None:
+    audit.record(
+        db,
+        actor=actor,
+        action=action,
+        agency=agreement.provider.slug,
+        resource=agreement.public_id,
+        agreement=agreement.public_id,
+        purpose=agreement.purpose,
+        details=details,
+    )
+
+
+# ---------------------------------------------------------------------------- objections
+
+
+def objection_key(hub: Hub, agency_slug: str) -> bytes:
+    return hub.keys.derive(b"objection:" + agency_slug.encode())
+
+
+def register_objection(*, db: Session, hub: Hub, actor: Actor, data: ObjectionCreate) -> Objection:
+    """Record a resident's objection; only a keyed hash of their identifier is stored."""
+    agency = agency_service.get_agency(db=db, slug=data.agency)
+    authorize(actor, Action.objection_manage, agency_id=agency.id)
+    subject = hmac_hex(data.value.strip(), objection_key(hub, agency.slug))
+    existing = db.scalar(
+        select(Objection).where(
+            Objection.agency_id == agency.id,
+            Objection.field == data.field,
+            Objection.subject_hash == subject,
+        )
+    )
+    if existing is not None:
+        existing.purposes = sorted(set(existing.purposes) | set(data.purposes))
+        existing.withdrawn_at = None
+        objection = existing
+    else:
+        objection = Objection(
+            public_id="obj_" + secrets.token_hex(8),
+            agency=agency,
+            field=data.field,
+            subject_hash=subject,
+            purposes=data.purposes,
+            created_by=actor.email,
+        )
+        db.add(objection)
+    db.flush()
+    audit.record(
+        db,
+        actor=actor,
+        action="objection.register",
+        agency=agency.slug,
+        resource=objection.public_id,
+        details={"field": data.field, "purposes": objection.purposes},
+    )
+    return objection
+
+
+def withdraw_objection(*, db: Session, actor: Actor, objection_id: str) -> Objection:
+    objection = db.scalar(select(Objection).where(Objection.public_id == objection_id))
+    if objection is None:
+        raise NotFound(f"no objection '{objection_id}'", code="objection_not_found")
+    authorize(actor, Action.objection_manage, agency_id=objection.agency_id)
+    objection.withdrawn_at = utcnow()
+    audit.record(
+        db,
+        actor=actor,
+        action="objection.withdraw",
+        agency=objection.agency.slug,
+        resource=objection.public_id,
+    )
+    return objection
+
+
+def list_objections(*, db: Session, actor: Actor, agency: str) -> list[Objection]:
+    target = agency_service.get_agency(db=db, slug=agency)
+    authorize(actor, Action.objection_read, agency_id=target.id)
+    query = select(Objection).where(Objection.agency_id == target.id).order_by(Objection.id)
+    return list(db.scalars(query))
+
+
+def _exclusions(
+    db: Session, hub: Hub, dataset: Dataset, schema: pa.Schema, purpose: str | None
+) -> tuple[Exclusion, ...]:
+    if purpose is None:
+        return ()
+    rows = db.scalars(
+        select(Objection).where(
+            Objection.agency_id == dataset.agency_id, Objection.withdrawn_at.is_(None)
+        )
+    )
+    by_field: dict[str, set[str]] = {}
+    for objection in rows:
+        if purpose in objection.purposes and objection.field in schema.names:
+            by_field.setdefault(objection.field, set()).add(objection.subject_hash)
+    key = objection_key(hub, dataset.agency.slug)
+    return tuple(Exclusion(field, key, frozenset(h)) for field, h in sorted(by_field.items()))
+
+
+# ---------------------------------------------------------------------------- policy views
+
+
+def policy_view(
+    *,
+    db: Session,
+    hub: Hub,
+    actor: Actor,
+    dataset: Dataset,
+    purpose: str | None,
+    version: int | None = None,
+) -> PolicyView:
+    """What ``actor`` may see of ``dataset`` for ``purpose``, or ``Forbidden`` saying why not."""
+    chosen = storage.get_version(db=db, dataset=dataset, version=version)
+    table_schema = catalog.schema_by_hash(db=db, dataset=dataset, schema_hash=chosen.schema_hash)
+    schema = table_schema.arrow_schema()
+
+    def reader(columns: list[str]) -> pa.Table:
+        stream = storage.read_version(
+            db=db, hub=hub, dataset=dataset, version=chosen.number, columns=columns
+        )
+        return stream.read_all()
+
+    common: dict[str, Any] = {
+        "ref": dataset.ref,
+        "schema": schema,
+        "reader": reader,
+        "version": chosen.number,
+        "purpose": purpose,
+        "exclusions": _exclusions(db, hub, dataset, schema, purpose),
+        "dataset": dataset,
+        "record_key_columns": tuple(table_schema.primaryKey),
+        "record_key_salt": _record_key_salt(hub, dataset),
+    }
+    everything = tuple(GrantedColumn(name) for name in schema.names)
+    if actor.role in {Role.steward, Role.analyst} and actor.belongs_to(dataset.agency_id):
+        return PolicyView(columns=everything, access="own", **common)
+    if dataset.visibility == "public":
+        return PolicyView(columns=_public_columns(table_schema), access="public", **common)
+    agreement = active_agreement(db=db, actor=actor, dataset=dataset, purpose=purpose)
+    check_limits(db=db, agreement=agreement)
+    grant = next(g for g in agreement.grants if g.dataset_id == dataset.id)
+    granted = tuple(
+        GrantedColumn(name, parse_treatment(spec))
+        for name, spec in grant.columns
+        if name in schema.names
+    )
+    return PolicyView(
+        columns=granted,
+        access="agreement",
+        agreement_id=agreement.public_id,
+        agreement=agreement,
+        row_filter=grant.row_filter,
+        aggregate_only=agreement.aggregate_only,
+        min_cell=agreement.min_cell,
+        pseudonym_key=hub.keys.derive(b"pseudonym:" + agreement.public_id.encode()),
+        **common,
+    )
+
+
+def _public_columns(schema: TableSchema) -> tuple[GrantedColumn, ...]:
+    # Open data holds no personal columns (the catalog refuses them); deny any that slipped in.
+    shown = [f.name for f in schema.fields if f.classification not in {"personal", "sensitive"}]
+    return tuple(GrantedColumn(name) for name in shown)
+
+
+def _record_key_salt(hub: Hub, dataset: Dataset) -> int:
+    """Fixed per dataset, so a cell's key (and its perturbation) is the same for everyone."""
+    return int.from_bytes(hub.keys.derive(b"cellkey:%d" % dataset.id)[:7], "big")
+
+
+def active_agreement(
+    *, db: Session, actor: Actor, dataset: Dataset, purpose: str | None
+) -> Agreement:
+    """The newest active agreement giving ``actor`` the dataset for ``purpose``."""
+    candidates = [
+        agreement
+        for agreement in db.scalars(
+            select(Agreement)
+            .join(AgreementDataset)
+            .where(
+                AgreementDataset.dataset_id == dataset.id,
+                Agreement.recipient_agency_id == actor.agency_id,
+            )
+            .order_by(Agreement.id.desc())
+        ).unique()
+        if actor.role in {Role.steward, Role.analyst}
+        and (not agreement.recipient_users or actor.email in agreement.recipient_users)
+    ]
+    now = utcnow()
+    for agreement in candidates:
+        if agreement.purpose == purpose and agreement.state(now) is State.active:
+            return agreement
+    raise _refusal(dataset, purpose, candidates, now)
+
+
+def _refusal(
+    dataset: Dataset, purpose: str | None, candidates: list[Agreement], now: dt.datetime
+) -> Forbidden:
+    details: dict[str, Any] = {"dataset": dataset.ref, "purpose": purpose}
+    if purpose is None and candidates:
+        return Forbidden(
+            f"reading {dataset.ref} needs a stated purpose",
+            code="purpose_required",
+            details=details,
+        )
+    same_purpose = [a for a in candidates if a.purpose == purpose]
+    if not same_purpose:
+        code = "wrong_purpose" if candidates else "no_agreement"
+        message = (
+            f"no agreement gives {dataset.ref} for purpose '{purpose}'"
+            if candidates
+            else f"no agreement gives you access to {dataset.ref}"
+        )
+        return Forbidden(message, code=code, details=details)
+    latest = same_purpose[0]
+    details["agreement"] = latest.public_id
+    state = latest.state(now)
+    codes = {
+        State.revoked: "agreement_revoked",
+        State.expired: "agreement_expired",
+        State.rejected: "agreement_rejected",
+    }
+    code = codes.get(state, "agreement_not_active")
+    return Forbidden(
+        f"agreement {latest.public_id} for {dataset.ref} is {state.value}",
+        code=code,
+        details=details,
+    )
+
+
+def check_limits(*, db: Session, agreement: Agreement) -> None:
+    if agreement.max_queries_per_day is None and agreement.max_rows_per_day is None:
+        return
+    usage = _usage(db, agreement, create=False)
+    queries, rows = (usage.queries, usage.rows) if usage else (0, 0)
+    if agreement.max_queries_per_day is not None and queries >= agreement.max_queries_per_day:
+        raise RateLimited(
+            f"agreement {agreement.public_id} allows {agreement.max_queries_per_day} queries a day",
+            code="agreement_query_limit",
+        )
+    if agreement.max_rows_per_day is not None and rows >= agreement.max_rows_per_day:
+        raise RateLimited(
+            f"agreement {agreement.public_id} allows {agreement.max_rows_per_day} rows a day",
+            code="agreement_row_limit",
+        )
+
+
+def rows_left_today(*, db: Session, agreement: Agreement) -> int | None:
+    if agreement.max_rows_per_day is None:
+        return None
+    usage = _usage(db, agreement, create=False)
+    return max(agreement.max_rows_per_day - (usage.rows if usage else 0), 0)
+
+
+def record_usage(*, db: Session, agreement: Agreement, rows: int) -> None:
+    usage = _usage(db, agreement, create=True)
+    assert usage is not None
+    usage.queries += 1
+    usage.rows += rows
+
+
+def _usage(db: Session, agreement: Agreement, *, create: bool) -> AgreementUsage | None:
+    today = utcnow().date()
+    usage = db.scalar(
+        select(AgreementUsage).where(
+            AgreementUsage.agreement_id == agreement.id, AgreementUsage.day == today
+        )
+    )
+    if usage is None and create:
+        usage = AgreementUsage(agreement_id=agreement.id, day=today, queries=0, rows=0)
+        db.add(usage)
+    return usage

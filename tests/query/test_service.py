@@ -1,0 +1,253 @@
+"""Governed queries over real datasets (catalog + encrypted storage), on both backends."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from civicshare.agency.models import Role
+from civicshare.audit.models import AuditEntry
+from civicshare.errors import CivicshareError, Forbidden, NotFound, RateLimited
+from civicshare.hub import Hub
+from civicshare.policy import service as policy
+from civicshare.policy.models import ObjectionCreate
+from civicshare.policy.treatments import pseudonym_of
+from civicshare.query.service import run_query
+from tests.policy.kit import agreement, cases_table, publish
+from tests.support.datasets import person
+
+CASES = cases_table()
+
+
+def last_audit(hub: Hub) -> dict[str, Any]:
+    with hub.db.session() as db:
+        entry = db.scalars(select(AuditEntry).order_by(AuditEntry.index.desc())).first()
+        assert entry is not None
+        record: dict[str, Any] = json.loads(entry.record)
+        return record
+
+
+@pytest.fixture
+def city(hub: Hub) -> Hub:
+    with hub.db.session() as db:
+        publish(db, hub, "health.cases", CASES)
+        publish(db, hub, "health.private_notes", CASES.slice(0, 5), visibility="private")
+        person(db, "fire_ems", Role.analyst)
+        person(db, "housing", Role.analyst)
+    return hub
+
+
+def query(hub: Hub, agency: str, sql: str, purpose: str | None = None, **kw: Any) -> Any:
+    with hub.db.session() as db:
+        actor = person(db, agency, Role.analyst)
+        return run_query(db=db, hub=hub, actor=actor, sql=sql, purpose=purpose, **kw)
+
+
+def test_own_agency_reads_everything_and_the_query_is_audited(city: Hub) -> None:
+    result = query(city, "health", "SELECT count(*) AS n, max(full_name) FROM health.cases")
+    assert result.body["rows"][0][0] == CASES.num_rows
+    record = last_audit(city)
+    assert record["action"] == "query.run"
+    assert record["outcome"] == "allowed"
+    assert record["rows"] == 1
+    assert record["query_sha256"] == result.query_sha256
+    assert record["result_sha256"] == result.result_sha256
+    assert record["index"] == result.audit_index
+
+
+def test_an_agreement_grants_treated_columns_and_its_row_filter(city: Hub) -> None:
+    with city.db.session() as db:
+        made = agreement(
+            db,
+            recipient="housing",
+            dataset="health.cases",
+            columns={"resident_id": "pseudonym", "zip": "clear", "age": "generalise(width=10)"},
+            purpose="service_delivery",
+            row_filter="zip = '94110'",
+        )
+        agreement_id = made.public_id
+    result = query(
+        city, "housing", "SELECT * FROM health.cases ORDER BY resident_id", "service_delivery"
+    )
+    names = [c["name"] for c in result.body["columns"]]
+    assert names == ["resident_id", "zip", "age"]
+    expected = sorted(
+        (pseudonym_of(r["resident_id"], city.keys.derive(b"pseudonym:" + agreement_id.encode())),
+         r["age"] // 10 * 10)
+        for r in CASES.to_pylist()
+        if r["zip"] == "94110"
+    )  # fmt: skip
+    assert [(row[0], row[2]) for row in result.body["rows"]] == expected
+    assert {row[1] for row in result.body["rows"]} == {"94110"}
+    record = last_audit(city)
+    assert record["agreement"] == agreement_id
+    assert record["purpose"] == "service_delivery"
+
+
+def test_revocation_stops_the_very_next_query(city: Hub) -> None:
+    with city.db.session() as db:
+        made = agreement(db, recipient="fire_ems", dataset="health.cases", columns={"zip": "clear"})
+        agreement_id = made.public_id
+    sql = "SELECT zip FROM health.cases LIMIT 1"
+    assert query(city, "fire_ems", sql, "public_health_surveillance").rows == 1
+    with city.db.session() as db:
+        steward = person(db, "health", Role.steward)
+        policy.revoke_agreement(db=db, actor=steward, agreement_id=agreement_id, reason="ended")
+    with pytest.raises(Forbidden) as caught:
+        query(city, "fire_ems", sql, "public_health_surveillance")
+    assert caught.value.code == "agreement_revoked"
+    record = last_audit(city)
+    assert (record["outcome"], record["reason"]) == ("denied", "agreement_revoked")
+    assert record["agreement"] == agreement_id
+    assert "rows" not in record
+
+
+@pytest.mark.parametrize(
+    ("purpose", "window", "code"),
+    [
+        ("research", (-1, 30), "wrong_purpose"),
+        (None, (-1, 30), "purpose_required"),
+        ("public_health_surveillance", (-30, -1), "agreement_expired"),
+        ("public_health_surveillance", (2, 30), "agreement_not_active"),
+    ],
+)
+def test_wrong_purpose_expired_and_future_agreements_are_refused(
+    city: Hub, purpose: str | None, window: tuple[int, int], code: str
+) -> None:
+    with city.db.session() as db:
+        agreement(
+            db,
+            recipient="fire_ems",
+            dataset="health.cases",
+            columns={"zip": "clear"},
+            window=window,
+        )
+    with pytest.raises(Forbidden) as caught:
+        query(city, "fire_ems", "SELECT zip FROM health.cases", purpose)
+    assert caught.value.code == code
+    assert last_audit(city)["outcome"] == "denied"
+
+
+def test_no_agreement_and_hidden_datasets(city: Hub) -> None:
+    with pytest.raises(CivicshareError) as caught:
+        query(city, "police", "SELECT * FROM health.cases", "law_enforcement")
+    assert caught.value.status in {403, 404}
+    with pytest.raises(NotFound) as missing:
+        query(city, "police", "SELECT * FROM health.nothing_here", "law_enforcement")
+    with pytest.raises(NotFound) as hidden:
+        query(city, "police", "SELECT * FROM health.private_notes", "law_enforcement")
+    assert hidden.value.message.replace("private_notes", "x") == missing.value.message.replace(
+        "nothing_here", "x"
+    )
+
+
+def test_aggregate_only_agreement_suppresses_small_cells(city: Hub) -> None:
+    with city.db.session() as db:
+        agreement(
+            db,
+            recipient="fire_ems",
+            dataset="health.cases",
+            columns={"zip": "clear", "diagnosis": "clear", "report_date": "clear"},
+            aggregate_only=True,
+            allow_sensitive=True,
+            sensitive_justification="Outbreak counts by ZIP for ambulance staffing decisions",
+        )
+    result = query(
+        city,
+        "fire_ems",
+        "SELECT zip, diagnosis, count(*) AS n FROM health.cases "
+        "WHERE report_date >= DATE '2026-03-01' GROUP BY zip, diagnosis ORDER BY zip, diagnosis",
+        "public_health_surveillance",
+    )
+    assert result.body["columns"][2] == {"name": "n", "type": "int64"}
+    for row in result.body["rows"]:
+        assert row[2] is None or row[2] >= 11
+    with pytest.raises(Forbidden) as caught:
+        query(city, "fire_ems", "SELECT * FROM health.cases", "public_health_surveillance")
+    assert caught.value.code == "aggregate_only"
+
+
+def test_objections_exclude_rows_for_their_purposes_only(city: Hub) -> None:
+    objector = CASES.to_pylist()[0]["resident_id"]
+    with city.db.session() as db:
+        agreement(
+            db,
+            recipient="housing",
+            dataset="health.cases",
+            columns={"case_id": "clear"},
+            purpose="service_delivery",
+        )
+        agreement(
+            db,
+            recipient="housing",
+            dataset="health.cases",
+            columns={"case_id": "clear"},
+            purpose="research",
+        )
+        steward = person(db, "health", Role.steward)
+        made = policy.register_objection(
+            db=db,
+            hub=city,
+            actor=steward,
+            data=ObjectionCreate(
+                agency="health", field="resident_id", value=objector, purposes=["service_delivery"]
+            ),
+        )
+        assert made.subject_hash != objector
+        assert objector not in made.subject_hash
+    sql = "SELECT count(*) FROM health.cases WHERE case_id = 1"
+    assert query(city, "housing", sql, "service_delivery").body["rows"] == [[0]]
+    assert query(city, "housing", sql, "research").body["rows"] == [[1]]
+
+
+def test_daily_query_limit(city: Hub) -> None:
+    with city.db.session() as db:
+        agreement(
+            db,
+            recipient="fire_ems",
+            dataset="health.cases",
+            columns={"zip": "clear"},
+            max_queries_per_day=2,
+        )
+    sql = "SELECT count(*) FROM health.cases"
+    query(city, "fire_ems", sql, "public_health_surveillance")
+    query(city, "fire_ems", sql, "public_health_surveillance")
+    with pytest.raises(RateLimited):
+        query(city, "fire_ems", sql, "public_health_surveillance")
+
+
+def test_explain_shows_the_policy_without_running(city: Hub) -> None:
+    with city.db.session() as db:
+        agreement(
+            db,
+            recipient="fire_ems",
+            dataset="health.cases",
+            columns={"zip": "generalise(prefix=3)"},
+            row_filter="age >= 18",
+        )
+    result = query(
+        city, "fire_ems", "SELECT zip FROM health.cases", "public_health_surveillance", explain=True
+    )
+    body = result.response()
+    assert body["datasets"][0]["columns"] == [{"name": "zip", "treatment": "generalise(prefix=3)"}]
+    assert body["datasets"][0]["row_filter"] == "age >= 18"
+    assert "__cs_src_0" in body["rewritten_sql"]
+    assert last_audit(city)["action"] == "query.explain"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "arrow", "parquet"])
+def test_binary_formats_are_hashed_in_the_audit(city: Hub, fmt: str) -> None:
+    import hashlib
+
+    result = query(city, "health", "SELECT zip, age FROM health.cases ORDER BY case_id", fmt=fmt)
+    assert result.content
+    assert last_audit(city)["result_sha256"] == hashlib.sha256(result.content).hexdigest()
+
+
+def test_the_row_cap_applies(city: Hub) -> None:
+    result = query(city, "health", "SELECT case_id FROM health.cases", max_rows=7)
+    assert result.rows == 7
+    assert result.body["truncated"] is True

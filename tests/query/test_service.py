@@ -251,3 +251,52 @@ def test_the_row_cap_applies(city: Hub) -> None:
     result = query(city, "health", "SELECT case_id FROM health.cases", max_rows=7)
     assert result.rows == 7
     assert result.body["truncated"] is True
+
+
+def test_pseudonyms_of_two_agreements_do_not_join(city: Hub) -> None:
+    with city.db.session() as db:
+        publish(db, city, "housing.tenants", CASES)
+        for dataset in ["health.cases", "housing.tenants"]:
+            agreement(
+                db,
+                recipient="fire_ems",
+                dataset=dataset,
+                columns={"resident_id": "pseudonym"},
+                purpose="research",
+            )
+    joined = query(
+        city,
+        "fire_ems",
+        "SELECT count(*) FROM health.cases a JOIN housing.tenants b USING (resident_id)",
+        "research",
+    )
+    assert joined.body["rows"] == [[0]]
+    own = query(
+        city,
+        "fire_ems",
+        "SELECT count(*) FROM health.cases a JOIN health.cases b USING (resident_id)",
+        "research",
+    )
+    assert own.body["rows"] == [[CASES.num_rows]]
+
+
+def test_policy_view_arrow_gives_treated_filtered_rows(city: Hub) -> None:
+    from civicshare.catalog import service as catalog
+
+    with city.db.session() as db:
+        agreement(
+            db,
+            recipient="fire_ems",
+            dataset="health.cases",
+            columns={"zip": "generalise(prefix=3)", "age": "clear"},
+            row_filter="age >= 90",
+        )
+        actor = person(db, "fire_ems", Role.analyst)
+        dataset = catalog.get_dataset(db=db, ref="health.cases")
+        view = policy.policy_view(
+            db=db, hub=city, actor=actor, dataset=dataset, purpose="public_health_surveillance"
+        )
+        table = view.arrow().read_all()
+    assert table.column_names == ["zip", "age"]
+    assert table.num_rows == sum(1 for r in CASES.to_pylist() if r["age"] >= 90)
+    assert set(table.column("zip").to_pylist()) == {"941**"}

@@ -104,6 +104,8 @@ def table_ref(table: exp.Table) -> TableRef:
 
 def _expand_version_tags(sql: str) -> str:
     """Turn ``agency.dataset@v3`` into ``agency.dataset FOR VERSION AS OF 3`` (outside strings)."""
+    if "@" not in sql:
+        return sql
     try:
         tokens = DuckDB().tokenize(sql)
     except (TokenError, ParseError) as exc:

@@ -1,0 +1,165 @@
+"""Governed query benchmark: the hub's rewrite and sandbox against raw DuckDB, same data, same run.
+
+1. A governed aggregate (GROUP BY two columns, a date filter) over 10,000,000 rows through an
+   agreement with a masked column (zip generalised to a 3-digit prefix) and a row filter
+   (adults only), against raw DuckDB running the same user query over the same in-memory
+   Arrow table. Target: at most 1.25x.
+2. Per-query overhead for a small result: ``run_query`` end to end (authorise against the
+   metadata database, parse, rewrite, decrypt a small dataset, run, audit, commit) against
+   raw DuckDB answering the same query over the same Arrow data. Target: under 5 ms.
+
+Usage: python -m bench query  (or main(["--rows", "N", "--repeat", "K"]) from Python)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from civicshare.policy.treatments import parse_treatment
+from civicshare.policy.view import GrantedColumn, PolicyView
+from civicshare.query.engine import execute
+from civicshare.query.parse import parse_query
+from civicshare.query.rewrite import plan_query
+
+QUERY = (
+    "SELECT zip, diagnosis, count(*) AS cases FROM health.cases "
+    "WHERE report_date >= DATE '2026-03-01' GROUP BY zip, diagnosis"
+)
+RAW = QUERY.replace("health.cases", "cases")
+# The agreement masks age (10-year bands) and keeps adults only; zip stays clear.
+AGREEMENT = {
+    "zip": "clear",
+    "diagnosis": "clear",
+    "report_date": "clear",
+    "age": "generalise(width=10)",
+}
+# A harder variant: the agreement masks zip to a 3-digit prefix and the query groups by it.
+MASKED_KEY = {"zip": "generalise(prefix=3)", "diagnosis": "clear", "report_date": "clear"}
+
+
+def make_cases(rows: int, seed: int = 7) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    zips = np.array([f"94{n:03d}" for n in range(100, 160)])
+    diagnoses = np.array(["influenza", "measles", "covid-19", "norovirus", "rsv", "mumps"])
+    start = np.datetime64("2026-01-01")
+    return pa.table(
+        {
+            "case_id": pa.array(np.arange(rows, dtype=np.int64)),
+            "zip": pa.array(zips[rng.integers(0, len(zips), rows)]),
+            "diagnosis": pa.array(diagnoses[rng.integers(0, len(diagnoses), rows)]),
+            "report_date": pa.array(start + rng.integers(0, 180, rows).astype("timedelta64[D]")),
+            "age": pa.array(rng.integers(0, 100, rows, dtype=np.int64)),
+        }
+    )
+
+
+def timed(actions: list[Callable[[], object]], repeat: int) -> list[float]:
+    """Median wall time (s) of each action; runs are interleaved so load affects all alike."""
+    for action in actions:
+        action()
+    samples: list[list[float]] = [[] for _ in actions]
+    for _ in range(repeat):
+        for index, action in enumerate(actions):
+            start = time.perf_counter()
+            action()
+            samples[index].append(time.perf_counter() - start)
+    return [statistics.median(s) for s in samples]
+
+
+def governed_view(table: pa.Table, grants: dict[str, str]) -> PolicyView:
+    return PolicyView(
+        ref="health.cases",
+        schema=table.schema,
+        columns=tuple(GrantedColumn(n, parse_treatment(s)) for n, s in grants.items()),
+        reader=lambda names: table.select(names),
+        version=1,
+        agreement_id="agr_bench",
+        purpose="public_health_surveillance",
+        row_filter="age >= 18",
+    )
+
+
+def large_aggregate(rows: int, repeat: int) -> None:
+    table = make_cases(rows)
+    raw = duckdb.connect(config={"threads": 2, "memory_limit": "1GB"})
+    raw.register("cases", table)
+
+    def governed(grants: dict[str, str]) -> Callable[[], object]:
+        view = governed_view(table, grants)
+
+        def run() -> object:
+            parsed = parse_query(QUERY)
+            plan = plan_query(parsed, dict.fromkeys(parsed.refs, view))
+            return execute(plan, max_rows=100_000)
+
+        return run
+
+    def reference() -> object:
+        return raw.execute(RAW).to_arrow_table()
+
+    governed_s, masked_s, raw_s = timed(
+        [governed(AGREEMENT), governed(MASKED_KEY), reference], repeat
+    )
+    print(f"rows: {rows:,}")
+    print(f"governed aggregate (masked age, row filter):  {governed_s * 1000:8.1f} ms")
+    print(f"governed, grouping by the masked zip prefix:  {masked_s * 1000:8.1f} ms")
+    print(f"raw DuckDB, same query, same Arrow data:      {raw_s * 1000:8.1f} ms")
+    print(f"ratio governed / raw: {governed_s / raw_s:.2f}x (target <= 1.25x)")
+    print(f"ratio masked-key / raw: {masked_s / raw_s:.2f}x")
+
+
+def small_overhead(repeat: int) -> None:
+    from tests.policy.kit import cases_table, publish
+    from tests.support.datasets import person
+
+    from civicshare.agency.models import Role
+    from civicshare.config import Settings
+    from civicshare.hub import init_home
+    from civicshare.query.service import run_query
+
+    small = cases_table(200)
+    sql = "SELECT zip, count(*) AS n FROM health.cases WHERE age >= 18 GROUP BY zip"
+    with tempfile.TemporaryDirectory() as folder:
+        hub, _ = init_home(Settings(home=Path(folder) / "home"))
+        with hub.db.session() as db:
+            publish(db, hub, "health.cases", small)
+            analyst = person(db, "health", Role.analyst)
+
+        def governed() -> object:
+            with hub.db.session() as db:
+                return run_query(db=db, hub=hub, actor=analyst, sql=sql, purpose=None)
+
+        raw = duckdb.connect(config={"threads": 2})
+        stored = small.select(["zip", "age"])
+        raw.register("cases", stored)
+        raw_sql = sql.replace("health.cases", "cases")
+
+        def reference() -> object:
+            return raw.execute(raw_sql).fetchall()
+
+        governed_s, raw_s = timed([governed, reference], repeat)
+        hub.close()
+    overhead = (governed_s - raw_s) * 1000
+    print(f"small result, run_query end to end (SQLite):  {governed_s * 1000:6.2f} ms")
+    print(f"raw DuckDB, same query:                       {raw_s * 1000:6.2f} ms")
+    print(f"hub overhead per query: {overhead:.2f} ms (target < 5 ms)")
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench query")
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args(argv)
+    print(f"date: {dt.date.today().isoformat()}")
+    large_aggregate(args.rows, args.repeat)
+    small_overhead(max(args.repeat * 10, 20))

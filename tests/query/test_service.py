@@ -300,3 +300,25 @@ def test_policy_view_arrow_gives_treated_filtered_rows(city: Hub) -> None:
     assert table.column_names == ["zip", "age"]
     assert table.num_rows == sum(1 for r in CASES.to_pylist() if r["age"] >= 90)
     assert set(table.column("zip").to_pylist()) == {"941**"}
+
+
+def test_an_agreement_naming_users_excludes_their_colleagues(city: Hub) -> None:
+    with city.db.session() as db:
+        named = person(db, "fire_ems", Role.steward)
+        agreement(
+            db,
+            recipient="fire_ems",
+            dataset="health.cases",
+            columns={"zip": "clear"},
+            recipient_users=[named.email],
+        )
+    sql = "SELECT count(*) FROM health.cases"
+    with pytest.raises(Forbidden) as caught:
+        query(city, "fire_ems", sql, "public_health_surveillance")  # the analyst
+    assert caught.value.code == "no_agreement"
+    with city.db.session() as db:
+        result = run_query(
+            db=db, hub=city, actor=named, sql=sql, purpose="public_health_surveillance"
+        )
+    assert result.body is not None
+    assert result.body["rows"] == [[CASES.num_rows]]

@@ -82,7 +82,8 @@ class PolicyView:
             wanted |= predicate_columns(self.row_filter)
         wanted |= {exclusion.column.lower() for exclusion in self.exclusions}
         if self.aggregate_only:
-            wanted |= {name.lower() for name in self.record_key_columns}
+            keys = self.record_key_columns or tuple(self.schema.names)
+            wanted |= {name.lower() for name in keys}
         return [name for name in self.schema.names if name.lower() in wanted]
 
     def select_sql(self, source: str, *, record_key: bool = False) -> str:

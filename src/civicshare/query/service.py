@@ -70,7 +70,10 @@ def run_query(
 ) -> QueryResult:
     """Run (or explain) a governed query. Exactly one audit record either way.
 
-    Refusals are recorded in a transaction of their own, since the caller's rolls back.
+    Call it in a unit of work of its own (as the API and CLI do): once the data is loaded it
+    ends the caller's read transaction, so a long query holds no database lock, and the
+    usage and audit record go into a fresh one. Refusals are recorded in a transaction of
+    their own, since the caller's rolls back.
     """
     digest = query_sha256(sql)
     refs: list[TableRef] = []

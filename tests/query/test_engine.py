@@ -203,3 +203,23 @@ def test_duckdb_errors_do_not_echo_data_values() -> None:
     with pytest.raises(BadRequest) as caught:
         run("SELECT CAST(name AS INTEGER) FROM health.people", views)
     assert "Ada" not in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "SELECT * FROM read_text('/etc/hostname')",
+        "SET enable_external_access = true",
+        "SET lock_configuration = false",
+        "INSTALL httpfs",
+        "ATTACH '/tmp/civicshare-sandbox-probe.db' AS probe",
+        "COPY (SELECT 1) TO '/tmp/civicshare-sandbox-probe.csv'",
+    ],
+)
+def test_the_sandbox_itself_refuses_files_settings_and_extensions(sql: str) -> None:
+    """Defence in depth: even SQL that got past the parser could not reach files or settings."""
+    from civicshare.query.sandbox import sandbox
+
+    with pytest.raises(BadRequest):
+        sandbox().fetch(sql, {}, max_rows=10)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from civicshare.cli.common import JsonOpt, console, err_console, print_json, settings
+from civicshare.cli.common import JsonOpt, err_console, print_json, settings
 from civicshare.demo.service import DemoLogin
 
 
@@ -33,8 +34,13 @@ def demo(
         overrides["home"] = home
     cfg = settings(**overrides)
     hub, _created = init_home(cfg)
-    with console.status("Building the sample city…"):
-        logins = setup_city(hub, people=people, seed=seed)
+    with err_console.status("Building the sample city…") as status:
+
+        def progress(message: str) -> None:
+            status.update(f"{message}…")
+            err_console.print(f"[dim]·[/dim] {message}")
+
+        logins = setup_city(hub, people=people, seed=seed, progress=progress)
     hub.close()
     if as_json:
         print_json(
@@ -42,7 +48,7 @@ def demo(
                 "home": str(cfg.home),
                 "credentials_file": str(credentials_path(hub)),
                 "url": f"http://{host}:{port}",
-                "users": logins,
+                "users": [asdict(login) for login in logins],
             }
         )
     else:

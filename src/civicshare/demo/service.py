@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from civicshare.agency.models import (
     User,
     UserCreate,
 )
+from civicshare.demo.city import generate_city
 from civicshare.hub import Hub
 from civicshare.permissions import CLI_ADMIN
 
@@ -65,12 +67,33 @@ def demo_users() -> list[tuple[str, Role, str | None]]:
     return users
 
 
-def setup_city(hub: Hub, *, people: int = 20_000, seed: int = 2026) -> list[DemoLogin]:
-    """Create the demo agencies and logins once; later runs reuse the saved credentials."""
+Progress = Callable[[str], None]
+
+
+def setup_city(
+    hub: Hub, *, people: int = 20_000, seed: int = 2026, progress: Progress | None = None
+) -> list[DemoLogin]:
+    """Create the demo agencies, logins and city once; later runs reuse what exists."""
+    say = progress or _quiet
+    logins = _ensure_logins(hub, say)
+    say(f"Generating the sample city: {people:,} residents (seed {seed})")
+    city = generate_city(people=people, seed=seed)
+    counts = ", ".join(f"{rs.ref} {rs.table.num_rows:,}" for rs in city.record_sets)
+    say(f"Person-level records: {counts}")
+    return logins
+
+
+def _quiet(_message: str) -> None:
+    return None
+
+
+def _ensure_logins(hub: Hub, say: Progress) -> list[DemoLogin]:
     path = credentials_path(hub)
     with hub.db.session() as db:
         if path.exists() and _agencies_exist(db):
+            say("Reusing the demo agencies and logins")
             return read_credentials(path)
+        say("Creating the demo agencies and logins")
         _create_agencies(db)
         logins = _create_logins(db, ttl_days=hub.settings.token_ttl_days)
     write_credentials(path, logins)

@@ -1,0 +1,131 @@
+"""`civicshare demo --setup-only` as a user runs it: a real subprocess, then a real served hub."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from civicshare.config import Settings
+from civicshare.demo.service import CREDENTIALS_FILE, DEMO_AGENCIES
+from tests.conftest import BACKENDS, database_for
+from tests.support.hubproc import free_port
+
+
+def run_demo(settings: Settings, *extra: str) -> subprocess.CompletedProcess[str]:
+    environment = dict(os.environ)
+    environment.pop("CIVICSHARE_HOME", None)
+    environment.update(CIVICSHARE_DATABASE_URL=settings.resolved_database_url, COLUMNS="200")
+    command = ["demo", "--setup-only", "--home", str(settings.home), "--people", "500", *extra]
+    return subprocess.run(
+        [sys.executable, "-m", "civicshare", *command],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@dataclass
+class DemoRun:
+    settings: Settings
+    output: dict[str, Any]
+    progress: str
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def demo_run(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DemoRun]:
+    """One `civicshare demo --setup-only --json` per backend, shared by this module's tests."""
+    folder = tmp_path_factory.mktemp(f"demo-{request.param}")
+    with database_for(request.param, folder) as url:
+        settings = Settings(home=folder / "home", database_url=url)
+        result = run_demo(settings, "--json")
+        assert result.returncode == 0, result.stderr
+        yield DemoRun(settings, json.loads(result.stdout), result.stderr)
+
+
+def test_setup_writes_private_credentials_for_every_demo_role(demo_run: DemoRun) -> None:
+    path = demo_run.settings.home / CREDENTIALS_FILE
+    assert Path(demo_run.output["credentials_file"]) == path
+    assert path.stat().st_mode & 0o777 == 0o600
+    users = json.loads(path.read_text())["users"]
+    assert all(set(user) == {"email", "password", "role", "agency", "token"} for user in users)
+    assert all(user["password"] and user["token"] for user in users)
+    roles = Counter(user["role"] for user in users)
+    assert roles["admin"] == 1
+    assert roles["auditor"] == 1
+    for agency in DEMO_AGENCIES:
+        staff = {user["role"] for user in users if user["agency"] == agency.slug}
+        assert {"steward", "analyst"} <= staff, agency.slug
+    assert demo_run.output["users"] == users
+
+
+def test_setup_shows_its_progress(demo_run: DemoRun) -> None:
+    assert "Creating the demo agencies and logins" in demo_run.progress
+    assert "Generating the sample city: 500 residents" in demo_run.progress
+    assert "health.cases" in demo_run.progress
+
+
+@pytest.fixture(scope="module")
+def served(demo_run: DemoRun) -> Iterator[str]:
+    settings = demo_run.settings
+    environment = dict(os.environ)
+    environment.update(
+        CIVICSHARE_HOME=str(settings.home), CIVICSHARE_DATABASE_URL=settings.resolved_database_url
+    )
+    environment.pop("CIVICSHARE_DEMO", None)
+    port = free_port()
+    with (settings.home / "serve.log").open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "civicshare", "serve", "--port", str(port)],
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert process.poll() is None, (settings.home / "serve.log").read_text()
+            try:
+                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_the_served_demo_hub_lists_the_five_agencies(served: str, demo_run: DemoRun) -> None:
+    admin = next(user for user in demo_run.output["users"] if user["role"] == "admin")
+    response = httpx.get(
+        served + "/api/v1/agencies",
+        headers={"Authorization": f"Bearer {admin['token']}"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    assert {agency.slug for agency in DEMO_AGENCIES} <= {a["slug"] for a in response.json()}
+
+
+def test_a_second_setup_reuses_everything(demo_run: DemoRun) -> None:
+    path = demo_run.settings.home / CREDENTIALS_FILE
+    before = path.read_text()
+    again = run_demo(demo_run.settings, "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["users"] == demo_run.output["users"]
+    assert path.read_text() == before
+    assert "Reusing the demo agencies and logins" in again.stderr

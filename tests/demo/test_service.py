@@ -16,8 +16,12 @@ from typing import Any
 import httpx
 import pytest
 
+from civicshare.catalog import service as catalog
 from civicshare.config import Settings
+from civicshare.demo.city import RECORD_SET_SPECS, generate_city
 from civicshare.demo.service import CREDENTIALS_FILE, DEMO_AGENCIES
+from civicshare.hub import Hub
+from civicshare.storage import service as storage
 from tests.conftest import BACKENDS, database_for
 from tests.support.hubproc import free_port
 
@@ -75,7 +79,31 @@ def test_setup_writes_private_credentials_for_every_demo_role(demo_run: DemoRun)
 def test_setup_shows_its_progress(demo_run: DemoRun) -> None:
     assert "Creating the demo agencies and logins" in demo_run.progress
     assert "Generating the sample city: 500 residents" in demo_run.progress
-    assert "health.cases" in demo_run.progress
+    assert "Stored health.cases" in demo_run.progress
+
+
+@pytest.fixture(scope="module")
+def demo_hub(demo_run: DemoRun) -> Iterator[Hub]:
+    hub = Hub(demo_run.settings)
+    yield hub
+    hub.close()
+
+
+def test_the_person_level_records_are_stored_exactly_and_protected(demo_hub: Hub) -> None:
+    city = generate_city(people=500, seed=2026)  # what `demo --people 500` generates
+    with demo_hub.db.session() as db:
+        for spec in RECORD_SET_SPECS:
+            dataset = catalog.get_dataset(db=db, ref=spec.ref)
+            assert dataset.visibility == spec.visibility
+            assert [v.number for v in storage.list_versions(db=db, dataset=dataset)] == [1]
+            schema = catalog.current_schema(db=db, dataset=dataset)
+            classes = {field.classification for field in schema.fields}
+            assert "personal" in classes, spec.ref
+            assert "sensitive" in classes or spec.ref == "transport.reduced_fare_cards"
+            stored = storage.read_version(db=db, hub=demo_hub, dataset=dataset).read_all()
+            expected = city.record_set(spec.ref).table
+            assert stored.num_rows == expected.num_rows > 0
+            assert stored.to_pylist() == expected.to_pylist(), spec.ref
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +149,7 @@ def test_the_served_demo_hub_lists_the_five_agencies(served: str, demo_run: Demo
     assert {agency.slug for agency in DEMO_AGENCIES} <= {a["slug"] for a in response.json()}
 
 
-def test_a_second_setup_reuses_everything(demo_run: DemoRun) -> None:
+def test_a_second_setup_reuses_everything(demo_run: DemoRun, demo_hub: Hub) -> None:
     path = demo_run.settings.home / CREDENTIALS_FILE
     before = path.read_text()
     again = run_demo(demo_run.settings, "--json")
@@ -129,3 +157,8 @@ def test_a_second_setup_reuses_everything(demo_run: DemoRun) -> None:
     assert json.loads(again.stdout)["users"] == demo_run.output["users"]
     assert path.read_text() == before
     assert "Reusing the demo agencies and logins" in again.stderr
+    assert "Reusing the sample city's person-level datasets" in again.stderr
+    with demo_hub.db.session() as db:
+        for spec in RECORD_SET_SPECS:
+            dataset = catalog.get_dataset(db=db, ref=spec.ref)
+            assert len(storage.list_versions(db=db, dataset=dataset)) == 1

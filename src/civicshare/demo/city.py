@@ -647,6 +647,10 @@ class RecordSetSpec:
     rates: VariationRates
     generate: Generator
 
+    @property
+    def ref(self) -> str:
+        return f"{self.agency}.{self.slug}"
+
 
 CONDITIONS: tuple[tuple[str, str, int], ...] = (
     ("respiratory", "COVID-19", 300),
@@ -1140,7 +1144,7 @@ RECORD_SET_SPECS: tuple[RecordSetSpec, ...] = (
         "Reportable disease case reports",
         "Case reports of notifiable conditions from clinicians and laboratories, one row per "
         "case, with the patient's identity as reported. Synthetic (sample city).",
-        "HEAL",
+        "health",
         ("surveillance", "communicable disease", "case reports"),
         "hub",
         VariationRates(dob_missing=0.04),
@@ -1152,7 +1156,7 @@ RECORD_SET_SPECS: tuple[RecordSetSpec, ...] = (
         "EMS patient incidents",
         "Emergency medical responses, one row per patient contact, with what the crew recorded "
         "about the patient (age estimated when unknown). Synthetic (sample city).",
-        "HEAL",
+        "health",
         ("ems", "ambulance", "emergency response"),
         "hub",
         VariationRates(name_typo=0.08, nickname=0.15, dob_missing=0.22, national_id_typo=0.0),
@@ -1164,7 +1168,7 @@ RECORD_SET_SPECS: tuple[RecordSetSpec, ...] = (
         "Police contacts",
         "Stops, interviews, arrests, victims and witnesses: one row per person contacted. "
         "Synthetic (sample city).",
-        "JUST",
+        "justice",
         ("police", "public safety", "contacts"),
         "private",
         VariationRates(name_typo=0.06, nickname=0.20, dob_missing=0.06, national_id_typo=0.0),
@@ -1176,7 +1180,7 @@ RECORD_SET_SPECS: tuple[RecordSetSpec, ...] = (
         "Housing assistance applications",
         "Applications for public housing, vouchers, rental assistance and supportive housing, "
         "with household circumstances. Synthetic (sample city).",
-        "SOCI",
+        "housing",
         ("housing", "homelessness", "assistance"),
         "hub",
         VariationRates(name_typo=0.02, nickname=0.03, dob_missing=0.01),
@@ -1187,7 +1191,7 @@ RECORD_SET_SPECS: tuple[RecordSetSpec, ...] = (
         "reduced_fare_cards",
         "Reduced-fare transit cards",
         "Holders of senior, youth, disabled and low-income Clipper cards. Synthetic (sample city).",
-        "TRAN",
+        "transport",
         ("transit", "fares", "concessions"),
         "private",
         # Eligibility is checked against the date of birth, so it is never missing here.

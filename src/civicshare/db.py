@@ -66,6 +66,9 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # Overwrite deleted content with zeros, so an erased secret (a destroyed data key) does not
+    # linger in free pages of the database file.
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
 
@@ -112,6 +115,22 @@ class Database:
             except BaseException:
                 session.rollback()
                 raise
+
+    def flush_erased_pages(self) -> None:
+        """SQLite: fold the write-ahead log into the database and truncate it.
+
+        Called after erasing a secret, so the page versions that held it leave the WAL file too.
+        PostgreSQL keeps old row versions until VACUUM; nothing to do here.
+        """
+        if self.backend != "sqlite":
+            return
+        connection = self.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            cursor.close()
+        finally:
+            connection.close()
 
     def ping(self) -> None:
         with self.engine.connect() as conn:

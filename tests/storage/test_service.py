@@ -289,8 +289,12 @@ def test_truncated_segment_fails_authentication(hub: Hub, db: Session) -> None:
 
 
 def _everything_on_disk(hub: Hub) -> bytes:
-    root = Path(hub.settings.home)
-    return b"".join(p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file())
+    """Every file of the hub home and, on SQLite, of the database's folder (with its WAL)."""
+    roots = {Path(hub.settings.home)}
+    if hub.db.backend == "sqlite":
+        roots.add(Path(str(hub.db.engine.url.database)).parent)
+    files = {p for root in roots for p in root.rglob("*") if p.is_file()}
+    return b"".join(p.read_bytes() for p in sorted(files))
 
 
 def _database_dump(hub: Hub, db: Session) -> bytes:
@@ -356,6 +360,22 @@ def test_purge_destroys_the_key_and_data_becomes_unreadable(hub: Hub, db: Sessio
     )
     assert report.shredded == [segment.path]
     assert report.orphans == []
+
+
+def test_purged_key_leaves_no_trace_in_the_sqlite_files(hub: Hub, db: Session) -> None:
+    if hub.db.backend != "sqlite":
+        pytest.skip("PostgreSQL keeps dead row versions until VACUUM (see docs/storage.md)")
+    dataset = make_dataset(db, "health.cases")
+    write(db, hub, dataset, people(10))
+    db.commit()
+    wrapped = db.scalars(sa.select(DataKey.wrapped)).one()
+    assert wrapped is not None
+    assert wrapped in _everything_on_disk(hub)
+    storage.purge_dataset(db=db, actor=CLI_ADMIN, dataset=dataset)
+    db.commit()
+    db.close()
+    hub.db.flush_erased_pages()
+    assert wrapped not in _everything_on_disk(hub)
 
 
 def test_rotation_rewraps_keys_and_keeps_data_readable(hub: Hub, db: Session) -> None:

@@ -209,6 +209,7 @@ def dataset_purge(
     with unit(hub, as_email) as (db, actor):
         dataset = catalog.get_dataset(db=db, ref=ref)
         result = DatasetRead.of(storage.purge_dataset(db=db, actor=actor, dataset=dataset))
+    hub.db.flush_erased_pages()
     if as_json:
         emit(result, as_json=True)
     else:

@@ -27,4 +27,6 @@ def purge_dataset(agency: str, dataset: str, ctx: Ctx) -> DatasetRead:
     """Crypto-shred the dataset: its data key is destroyed and its data unrecoverable."""
     with ctx.unit() as db:
         found = catalog.get_visible_dataset(db=db, actor=ctx.actor, ref=f"{agency}.{dataset}")
-        return DatasetRead.of(service.purge_dataset(db=db, actor=ctx.actor, dataset=found))
+        result = DatasetRead.of(service.purge_dataset(db=db, actor=ctx.actor, dataset=found))
+    ctx.hub.db.flush_erased_pages()
+    return result

@@ -54,10 +54,15 @@ def ensure_master_key(path: Path) -> bool:
 
 
 def init_home(settings: Settings) -> tuple[Hub, bool]:
-    """Create the home folder, a master key (if none) and the database schema. Idempotent."""
+    """Create the home folder, a master key (if none), the database schema and the audit log's
+    checkpoint signing key (if none). Idempotent."""
+    from civicshare.audit.service import ensure_signing_key
+
     settings.home.mkdir(parents=True, exist_ok=True)
     settings.home.chmod(0o700)
     created = ensure_master_key(settings.resolved_master_key_file)
     hub = Hub(settings)
     hub.db.upgrade()
+    with hub.db.session() as db:
+        ensure_signing_key(db, hub)
     return hub, created

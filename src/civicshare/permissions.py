@@ -67,6 +67,7 @@ class Action(enum.StrEnum):
     # -- audit
     audit_read_all = "audit.read_all"
     audit_read_agency = "audit.read_agency"
+    audit_read_own = "audit.read_own"
     # -- catalog
     dataset_create = "dataset.create"
     dataset_update = "dataset.update"
@@ -146,6 +147,7 @@ RULES: dict[str, Rule] = {
     # -- audit
     Action.audit_read_all: _auditor_or_admin,
     Action.audit_read_agency: _admin_or_agency_staff,
+    Action.audit_read_own: _person_or_service,
     # -- catalog
     Action.dataset_create: _admin_or_agency_steward,
     Action.dataset_update: _admin_or_agency_steward,

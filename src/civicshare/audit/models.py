@@ -2,7 +2,8 @@
 
 Every record is a canonical JSON object (RFC 8785) whose bytes are the leaf of the Merkle tree;
 the other columns of ``audit_entry`` are copies kept only for filtering and are not trusted by
-verifiers. Interior nodes are stored once, when their subtree completes (``audit_node``).
+verifiers. Tree nodes are stored once, when their subtree completes (``audit_node``): the leaf
+hashes and every complete subtree, so proofs never depend on the records' table.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class AuditEntry(Base):
 
 
 class AuditNode(Base):
-    """A complete interior subtree: ``id = node_id(level, index)``, level >= 1."""
+    """A complete subtree: ``id = node_id(level, index)``; level 0 are the leaf hashes."""
 
     __tablename__ = "audit_node"
 

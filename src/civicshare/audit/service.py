@@ -203,22 +203,18 @@ def integrated_size(db: Session) -> int:
 
 
 def hash_lookup(db: Session) -> merkle.HashLookup:
-    """Reads stored blocks: leaves from ``audit_entry``, interior nodes from ``audit_node``."""
+    """Reads stored blocks (leaves and complete subtrees) from ``audit_node``."""
 
     def lookup(blocks: Collection[Block]) -> dict[Block, bytes]:
-        leaves = [index for level, index in blocks if level == 0]
-        nodes = [node_id(level, index) for level, index in blocks if level > 0]
-        found: dict[Block, bytes] = {}
-        if leaves:
-            query = select(AuditEntry.index, AuditEntry.leaf_hash)
-            for index, value in db.execute(query.where(AuditEntry.index.in_(leaves))):
-                found[(0, index)] = value
-        if nodes:
-            mask = (1 << NODE_LEVEL_SHIFT) - 1
-            query = select(AuditNode.id, AuditNode.hash).where(AuditNode.id.in_(nodes))
-            for packed, value in db.execute(query):
-                found[(packed >> NODE_LEVEL_SHIFT, packed & mask)] = value
-        return found
+        if not blocks:
+            return {}
+        mask = (1 << NODE_LEVEL_SHIFT) - 1
+        wanted = [node_id(level, index) for level, index in blocks]
+        query = select(AuditNode.id, AuditNode.hash).where(AuditNode.id.in_(wanted))
+        return {
+            (packed >> NODE_LEVEL_SHIFT, packed & mask): value
+            for packed, value in db.execute(query)
+        }
 
     return lookup
 
@@ -245,12 +241,13 @@ def integrate(db: Session) -> int:
         if len(rows) != end - done:
             raise _damaged(f"record {done + len(rows)} is missing from the audit log", end)
         known = lookup(merkle.frontier(done))
-        created = merkle.integrate(done, [value for _index, value in rows], known)
-        if created:
-            db.execute(
-                _INSERT_NODES,
-                [{"id": node_id(*block), "hash": value} for block, value in created],
-            )
+        leaves = [value for _index, value in rows]
+        created = merkle.integrate(done, leaves, known)
+        # Leaves are copied into the tree too: proofs never depend on the records' table.
+        created[:0] = [((0, index), value) for index, value in enumerate(leaves, start=done)]
+        db.execute(
+            _INSERT_NODES, [{"id": node_id(*block), "hash": value} for block, value in created]
+        )
         done = end
     db.execute(update(AuditCounter).where(AuditCounter.name == INTEGRATED).values(value=done))
     return done

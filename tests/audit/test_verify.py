@@ -1,0 +1,219 @@
+"""`civicshare audit verify|prove|log` against a real hub process, its database tampered with."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from civicshare.audit.models import AuditCheckpoint, AuditCounter, AuditEntry, AuditNode
+from civicshare.audit.note import Signer, Verifier
+from civicshare.db import Database
+from tests.support.hubproc import HubProcess
+
+
+def cli(proc: HubProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    environment = dict(os.environ)
+    environment.update(
+        CIVICSHARE_HOME=str(proc.home), CIVICSHARE_DATABASE_URL=proc.database_url, COLUMNS="200"
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "civicshare", *args],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def hub_key(proc: HubProcess) -> str:
+    """The verifier key, taken from the hub's home (as its administrator publishes it)."""
+    result = cli(proc, "audit", "key")
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def verify(proc: HubProcess, key: str, *extra: str) -> tuple[int, dict[str, Any]]:
+    token = proc.login("auditor").token
+    args = ["audit", "verify", "--url", proc.base_url, "--key", key, "--token", token, "--json"]
+    result = cli(proc, *args, *extra)
+    assert result.stdout, result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
+@pytest.fixture
+def database(hub_process: HubProcess) -> Iterator[Database]:
+    database = Database(hub_process.database_url)
+    yield database
+    database.dispose()
+
+
+def log_size(database: Database) -> int:
+    with database.session() as db:
+        return int(db.scalar(sa.select(sa.func.count()).select_from(AuditEntry)) or 0)
+
+
+def saved_rows(database: Database, indexes: list[int]) -> list[dict[str, Any]]:
+    table = AuditEntry.__table__
+    with database.session() as db:
+        query = sa.select(table).where(table.c.index.in_(indexes))
+        return [dict(row._mapping) for row in db.execute(query)]
+
+
+def restore(database: Database, rows: list[dict[str, Any]]) -> None:
+    table = AuditEntry.__table__
+    with database.session() as db:
+        db.execute(sa.delete(table).where(table.c.index.in_([row["index"] for row in rows])))
+        db.execute(sa.insert(table), rows)
+
+
+def alter_one_byte(database: Database, index: int) -> None:
+    with database.session() as db:
+        record = bytearray(
+            db.scalars(sa.select(AuditEntry.record).where(AuditEntry.index == index)).one()
+        )
+        position = record.index(b'"action":"') + len(b'"action":"')
+        record[position] = ord("X") if record[position] != ord("X") else ord("Y")
+        db.execute(
+            sa.update(AuditEntry).where(AuditEntry.index == index).values(record=bytes(record))
+        )
+
+
+def delete_record(database: Database, index: int) -> None:
+    with database.session() as db:
+        db.execute(sa.delete(AuditEntry).where(AuditEntry.index == index))
+
+
+def swap_records(database: Database, first: int, second: int) -> None:
+    with database.session() as db:
+        rows = dict(
+            db.execute(
+                sa.select(AuditEntry.index, AuditEntry.record).where(
+                    AuditEntry.index.in_([first, second])
+                )
+            ).all()
+        )
+        for index, other in ((first, second), (second, first)):
+            db.execute(
+                sa.update(AuditEntry).where(AuditEntry.index == index).values(record=rows[other])
+            )
+
+
+def truncate(database: Database, start: int) -> None:
+    with database.session() as db:
+        db.execute(sa.delete(AuditEntry).where(AuditEntry.index >= start))
+
+
+Tamper = Callable[[Database, int], None]
+SCENARIOS: dict[str, tuple[Tamper, str, Callable[[int], list[int]]]] = {
+    "alter one byte": (alter_one_byte, "altered", lambda k: [k]),
+    "delete a record": (delete_record, "missing", lambda k: [k]),
+    "swap two records": (lambda d, k: swap_records(d, k, k + 3), "reordered", lambda k: [k, k + 3]),
+    "truncate the log": (truncate, "truncated", lambda k: list(range(k, k + 1000))),
+}
+
+
+def test_untouched_log_verifies(hub_process: HubProcess) -> None:
+    code, verdict = verify(hub_process, hub_key(hub_process))
+    assert code == 0, verdict
+    assert verdict["ok"] is True
+    assert verdict["size"] > 10
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_tampering_is_reported_at_the_first_affected_index(
+    hub_process: HubProcess, database: Database, scenario: str
+) -> None:
+    key = hub_key(hub_process)
+    code, before = verify(hub_process, key)  # the hub signs a checkpoint covering every record
+    assert code == 0, before
+    tamper, problem, touched = SCENARIOS[scenario]
+    target = before["size"] // 2
+    rows = saved_rows(database, touched(target))
+    tamper(database, target)
+    try:
+        code, verdict = verify(hub_process, key)
+    finally:
+        restore(database, rows)
+    assert code == 1
+    assert (verdict["ok"], verdict["problem"], verdict["first_bad_index"]) == (
+        False,
+        problem,
+        target,
+    ), verdict
+    assert verify(hub_process, key)[0] == 0, "restoring the records restores the proof"
+
+
+def test_checkpoint_signed_by_another_key_is_rejected(hub_process: HubProcess) -> None:
+    genuine = Verifier.parse(hub_key(hub_process))
+    forger = Signer(genuine.name, Ed25519PrivateKey.generate())
+    code, verdict = verify(hub_process, str(forger.verifier))
+    assert code == 1
+    assert verdict["problem"] == "bad_signature"
+
+
+def test_local_home_prove_and_log(hub_process: HubProcess) -> None:
+    key = hub_key(hub_process)
+    local = cli(hub_process, "audit", "verify", "--key", key, "--json")
+    assert local.returncode == 0, local.stderr
+    assert json.loads(local.stdout)["ok"] is True
+    proof = cli(hub_process, "audit", "prove", "3", "--json")
+    assert proof.returncode == 0, proof.stderr
+    body = json.loads(proof.stdout)
+    assert body["verified"] is True
+    assert body["record"]["index"] == 3
+    listing = cli(hub_process, "audit", "log", "--action", "token", "--limit", "3", "--json")
+    assert listing.returncode == 0, listing.stderr
+    records = json.loads(listing.stdout)["records"]
+    assert len(records) == 3
+    assert all(r["record"]["action"].startswith("token.") for r in records)
+    bad = cli(hub_process, "audit", "verify", "--key", "not-a-key")
+    assert bad.returncode == 1
+    assert "bad_key" in bad.stderr
+
+
+def test_a_fork_is_caught_against_the_accepted_state(
+    fresh_hub_process: HubProcess, tmp_path: Path
+) -> None:
+    proc, state = fresh_hub_process, tmp_path / "state.json"
+    key = hub_key(proc)
+    assert verify(proc, key, "--state", str(state))[0] == 0
+    with proc.as_role("admin") as admin:
+        assert admin.post("/api/v1/agencies", json={"slug": "parks", "title": "P"}).is_success
+    code, verdict = verify(proc, key, "--state", str(state))
+    assert code == 0, verdict
+    target = verdict["size"] // 3
+    # Someone with database access rewrites a record, rebuilds the tree and drops the signed
+    # checkpoints: the hub then signs the rewritten history, which a fresh verifier would accept.
+    database = Database(proc.database_url)
+    try:
+        alter_one_byte(database, target)
+        with database.session() as db:
+            record = db.scalars(
+                sa.select(AuditEntry.record).where(AuditEntry.index == target)
+            ).one()
+            db.execute(
+                sa.update(AuditEntry)
+                .where(AuditEntry.index == target)
+                .values(leaf_hash=hashlib.sha256(b"\x00" + record).digest())
+            )
+            db.execute(sa.delete(AuditNode))
+            db.execute(sa.delete(AuditCheckpoint))
+            db.execute(
+                sa.update(AuditCounter).where(AuditCounter.name == "integrated").values(value=0)
+            )
+    finally:
+        database.dispose()
+    code, verdict = verify(proc, key, "--state", str(state))
+    assert code == 1
+    assert verdict["problem"] in {"fork", "altered"}
+    assert verdict["first_bad_index"] == target

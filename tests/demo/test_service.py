@@ -21,6 +21,8 @@ from civicshare.config import Settings
 from civicshare.demo.city import RECORD_SET_SPECS, generate_city
 from civicshare.demo.service import CREDENTIALS_FILE, DEMO_AGENCIES
 from civicshare.hub import Hub
+from civicshare.permissions import CLI_ADMIN
+from civicshare.policy import service as policy
 from civicshare.storage import service as storage
 from tests.conftest import BACKENDS, database_for
 from tests.support.hubproc import free_port
@@ -149,6 +151,19 @@ def test_the_served_demo_hub_lists_the_five_agencies(served: str, demo_run: Demo
     assert {agency.slug for agency in DEMO_AGENCIES} <= {a["slug"] for a in response.json()}
 
 
+def test_the_demo_agreements_are_active(demo_hub: Hub) -> None:
+    with demo_hub.db.session() as db:
+        agreements = {a.title: a for a in policy.list_agreements(db=db, actor=CLI_ADMIN)}
+        assert len(agreements) == 2
+        surveillance = agreements["Reportable disease counts by ZIP for EMS planning"]
+        assert surveillance.aggregate_only
+        assert surveillance.purpose == "public_health_surveillance"
+        linkage = agreements["Housing applicants, pseudonymised, for the health support programme"]
+        assert not linkage.aggregate_only
+        for agreement in agreements.values():
+            assert agreement.state().value == "active"
+
+
 def test_a_second_setup_reuses_everything(demo_run: DemoRun, demo_hub: Hub) -> None:
     path = demo_run.settings.home / CREDENTIALS_FILE
     before = path.read_text()
@@ -162,3 +177,4 @@ def test_a_second_setup_reuses_everything(demo_run: DemoRun, demo_hub: Hub) -> N
         for spec in RECORD_SET_SPECS:
             dataset = catalog.get_dataset(db=db, ref=spec.ref)
             assert len(storage.list_versions(db=db, dataset=dataset)) == 1
+        assert len(policy.list_agreements(db=db, actor=CLI_ADMIN)) == 2

@@ -64,7 +64,9 @@ class HubProcess:
 @contextmanager
 def start_hub_process(settings: Settings, *, people: int = 300) -> Iterator[HubProcess]:
     hub, _ = init_home(settings)
-    logins = setup_city(hub, people=people, seed=7)
+    # Only agencies and logins: the tests sharing this hub publish datasets of their own
+    # (tests/demo runs the whole demo setup).
+    logins = setup_city(hub, people=people, seed=7, datasets=False)
     hub.close()
     port = free_port()
     log_file = settings.home / "serve.log"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import secrets
@@ -25,6 +26,7 @@ from civicshare.agency.models import (
 from civicshare.catalog import service as catalog
 from civicshare.catalog.models import Dataset, DatasetCreate, Frequency, Visibility
 from civicshare.catalog.tableschema import TableSchema
+from civicshare.db import utcnow
 from civicshare.demo.city import (
     CITY_AS_OF,
     RECORD_SET_SPECS,
@@ -35,6 +37,8 @@ from civicshare.demo.city import (
 from civicshare.errors import NotFound
 from civicshare.hub import Hub
 from civicshare.permissions import CLI_ADMIN
+from civicshare.policy import service as policy
+from civicshare.policy.models import AgreementRequest, DatasetGrant
 from civicshare.storage import service as storage
 
 CREDENTIALS_FILE = "demo-credentials.json"
@@ -87,15 +91,19 @@ def setup_city(
     people: int = 20_000,
     seed: int = 2026,
     progress: Progress | None = None,
+    datasets: bool = True,
 ) -> list[DemoLogin]:
-    """Create the demo agencies, logins and datasets once; later runs reuse what exists.
+    """Create the demo agencies, logins, datasets and agreements once; later runs reuse them.
 
     Each dataset is stored in a transaction of its own, so an interrupted setup resumes where
-    it stopped.
+    it stopped. ``datasets=False`` stops after the agencies and logins (test hubs whose tests
+    publish datasets of their own).
     """
     say = progress or _quiet
     logins = _ensure_logins(hub, say)
-    _load_person_records(hub, people=people, seed=seed, say=say)
+    if datasets:
+        _load_person_records(hub, people=people, seed=seed, say=say)
+        _ensure_agreements(hub, say)
     return logins
 
 
@@ -161,6 +169,70 @@ def _record_set_create(record_set: RecordSet) -> DatasetCreate:
         visibility=Visibility(record_set.visibility),
         table_schema=TableSchema.model_validate(record_set.table_schema),
     )
+
+
+def demo_agreements(now: dt.datetime) -> list[AgreementRequest]:
+    """Scenario 1 (aggregate-only disease counts for EMS) and 2 (pseudonymised linkage)."""
+    window = {"valid_from": now - dt.timedelta(minutes=5), "valid_until": now + YEAR}
+    return [
+        AgreementRequest(
+            title="Reportable disease counts by ZIP for EMS planning",
+            recipient="fire_ems",
+            purpose="public_health_surveillance",
+            legal_basis="Health and Safety Code §120175 (communicable disease control)",
+            datasets=[
+                DatasetGrant(
+                    dataset="health.cases",
+                    columns={
+                        "zip": "clear",
+                        "diagnosis_category": "clear",
+                        "report_date": "clear",
+                        "age_band": "clear",
+                    },
+                )
+            ],
+            aggregate_only=True,
+            allow_sensitive=True,
+            sensitive_justification="Counts by diagnosis category decide crews' protective "
+            "equipment; only aggregates with small cells suppressed are released",
+            **window,
+        ),
+        AgreementRequest(
+            title="Housing applicants, pseudonymised, for the health support programme",
+            recipient="health",
+            purpose="service_delivery",
+            legal_basis="Data-sharing memorandum between the Housing Authority and Public Health",
+            datasets=[
+                DatasetGrant(
+                    dataset="housing.applications",
+                    columns={
+                        "national_id": "pseudonym",
+                        "family_name": "pseudonym",
+                        "date_of_birth": "year_only",
+                        "zip": "clear",
+                        "programme": "clear",
+                        "status": "clear",
+                        "submitted_on": "clear",
+                    },
+                )
+            ],
+            **window,
+        ),
+    ]
+
+
+YEAR = dt.timedelta(days=365)
+
+
+def _ensure_agreements(hub: Hub, say: Progress) -> None:
+    with hub.db.session() as db:
+        existing = {a.title for a in policy.list_agreements(db=db, actor=CLI_ADMIN)}
+        for request in demo_agreements(utcnow()):
+            if request.title in existing:
+                continue
+            made = policy.request_agreement(db=db, actor=CLI_ADMIN, data=request)
+            policy.approve_agreement(db=db, actor=CLI_ADMIN, agreement_id=made.public_id)
+            say(f"Agreement {request.datasets[0].dataset} -> {request.recipient}: {request.title}")
 
 
 def _version_count(db: Session, ref: str) -> int:

@@ -71,6 +71,12 @@ def materialize(
     return Materialized(fingerprint=fingerprint, schema=target, parts=tuple(parts))
 
 
+def served_table(table: pa.Table) -> pa.Table:
+    """``table`` cast to the Spark-compatible types it is served as."""
+    target = spark_compatible(table.schema)
+    return pa.Table.from_batches([_cast(batch, target) for batch in table.to_batches()], target)
+
+
 def _cast(batch: pa.RecordBatch, target: pa.Schema) -> pa.RecordBatch:
     if batch.schema.equals(target):
         return batch

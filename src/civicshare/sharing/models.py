@@ -5,13 +5,15 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import ForeignKey, Integer, String
-from sqlalchemy.orm import Mapped, mapped_column
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from sqlalchemy import Boolean, ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from civicshare.db import Base, UTCDateTime, utcnow
+from civicshare.policy.models import Agreement
 
 PROFILE_TOKEN_PREFIX = "csds_"
+OPEN_DATA_SHARE = "open_data"
 SHARE_CREDENTIALS_VERSION = 1
 
 
@@ -26,10 +28,16 @@ class ShareProfile(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     public_id: Mapped[str] = mapped_column(String(32), unique=True, index=True)
-    agreement_id: Mapped[int | None] = mapped_column(Integer, index=True, nullable=True)
+    agreement_id: Mapped[int | None] = mapped_column(
+        ForeignKey("agreement.id", ondelete="CASCADE"), index=True, nullable=True
+    )
     recipient_agency_id: Mapped[int | None] = mapped_column(
         ForeignKey("agency.id"), index=True, nullable=True
     )
+    # The recipient user the policy engine sees (when the agreement names its recipient users).
+    recipient_email: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    # Whether the recipient may read past versions and the change data feed.
+    history: Mapped[bool] = mapped_column(Boolean, default=False)
     name: Mapped[str] = mapped_column(String(100))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
     created_by: Mapped[str] = mapped_column(String(320))
@@ -38,20 +46,38 @@ class ShareProfile(Base):
     last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
+    agreement: Mapped[Agreement | None] = relationship(lazy="joined")
+
+
+def share_name(agreement_public_id: str | None) -> str:
+    """An agreement's share is named by the agreement's id; public datasets form ``open_data``."""
+    return OPEN_DATA_SHARE if agreement_public_id is None else agreement_public_id.lower()
+
 
 class ShareProfileCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(default="delta-sharing", min_length=1, max_length=100)
     expires_in_days: int | None = Field(
-        default=None, gt=0, le=3650, description="Default: when the agreement ends (or 90 days)"
+        default=None, gt=0, le=3650, description="Default: 90 days, never past the agreement's end"
+    )
+    history: bool = Field(
+        default=False,
+        description="Let the recipient read past versions (time travel) and the change data feed",
+    )
+    recipient_email: EmailStr | None = Field(
+        default=None,
+        description="The recipient user (required when the agreement names recipient users)",
     )
 
 
 class ShareProfileRead(BaseModel):
     id: str
     name: str
-    agreement: int | None
+    share: str
+    agreement: str | None
+    recipient_email: str | None
+    history: bool
     created_by: str
     created_at: dt.datetime
     expires_at: dt.datetime | None
@@ -60,10 +86,14 @@ class ShareProfileRead(BaseModel):
 
     @classmethod
     def of(cls, profile: ShareProfile) -> ShareProfileRead:
+        agreement = profile.agreement.public_id if profile.agreement else None
         return cls(
             id=profile.public_id,
             name=profile.name,
-            agreement=profile.agreement_id,
+            share=share_name(agreement),
+            agreement=agreement,
+            recipient_email=profile.recipient_email,
+            history=profile.history,
             created_by=profile.created_by,
             created_at=profile.created_at,
             expires_at=profile.expires_at,
@@ -92,7 +122,6 @@ class ShareProfileCreated(BaseModel):
     """Returned once, at creation: the profile and the profile file with its secret."""
 
     profile: ShareProfileRead
-    share: str
     profile_file: dict[str, Any] = Field(
         description="Save as a .share file for a Delta Sharing client; it is never shown again."
     )

@@ -13,16 +13,21 @@ from civicshare import crypto
 from civicshare.agency.models import Agency, Role
 from civicshare.audit import service as audit
 from civicshare.db import utcnow
-from civicshare.errors import NotFound, Unauthenticated
+from civicshare.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
 from civicshare.permissions import Action, Actor, authorize
+from civicshare.policy import service as policy
+from civicshare.policy.models import Agreement, State
 from civicshare.sharing.models import (
+    OPEN_DATA_SHARE,
     PROFILE_TOKEN_PREFIX,
     ProfileFile,
     ShareProfile,
     ShareProfileCreate,
+    share_name,
 )
 
-OPEN_DATA_SHARE = "open_data"
+__all__ = ["OPEN_DATA_SHARE", "Recipient", "share_name"]
+
 DEFAULT_PROFILE_DAYS = 90
 # Writing last_used_at on every request would turn each read into a write; once a minute is enough.
 LAST_USED_RESOLUTION = dt.timedelta(seconds=60)
@@ -33,12 +38,13 @@ class Recipient:
     """The principal behind a share profile, as the policy engine sees it."""
 
     profile_id: str
-    agreement_id: int | None
+    agreement: str | None  # the agreement's public id; None for an open-data profile
+    history: bool
     actor: Actor
 
-
-def share_name(agreement_id: int | None) -> str:
-    return OPEN_DATA_SHARE if agreement_id is None else f"agreement_{agreement_id}"
+    @property
+    def share(self) -> str:
+        return share_name(self.agreement)
 
 
 def new_profile_token() -> str:
@@ -50,24 +56,24 @@ def issue_profile(
     db: Session,
     actor: Actor,
     data: ShareProfileCreate,
-    agreement_id: int | None,
+    agreement: Agreement | None,
     recipient_agency_id: int | None,
-    ends_at: dt.datetime | None,
 ) -> tuple[ShareProfile, str]:
     """Store a new profile (its token hashed) and return it with the token, shown only once.
 
     The caller has authorised the actor for the agreement; the profile never outlives it.
     """
     now = utcnow()
-    days = data.expires_in_days or DEFAULT_PROFILE_DAYS
-    expires_at = now + dt.timedelta(days=days)
-    if ends_at is not None:
-        expires_at = min(expires_at, ends_at)
+    expires_at = now + dt.timedelta(days=data.expires_in_days or DEFAULT_PROFILE_DAYS)
+    if agreement is not None:
+        expires_at = min(expires_at, agreement.valid_until)
     secret = new_profile_token()
     profile = ShareProfile(
         public_id="shp_" + secrets.token_hex(8),
-        agreement_id=agreement_id,
+        agreement=agreement,
         recipient_agency_id=recipient_agency_id,
+        recipient_email=str(data.recipient_email).lower() if data.recipient_email else None,
+        history=data.history or agreement is None,
         name=data.name,
         token_hash=crypto.hash_token(secret),
         created_by=actor.email,
@@ -79,12 +85,53 @@ def issue_profile(
         db,
         actor=actor,
         action="sharing.profile_create",
-        agency=actor.agency_slug,
+        agency=agreement.provider.slug if agreement else actor.agency_slug,
         resource=f"share_profile:{profile.public_id}",
-        agreement=str(agreement_id) if agreement_id is not None else None,
-        details={"share": share_name(agreement_id), "expires_at": expires_at.isoformat()},
+        agreement=agreement.public_id if agreement else None,
+        purpose=agreement.purpose if agreement else None,
+        details={
+            "share": share_name(agreement.public_id if agreement else None),
+            "history": profile.history,
+            "expires_at": expires_at.isoformat(),
+        },
     )
     return profile, secret
+
+
+def issue_agreement_profile(
+    *, db: Session, actor: Actor, agreement_id: str, data: ShareProfileCreate
+) -> tuple[ShareProfile, str]:
+    """A profile for an agreement's share, issued by the provider agency's steward."""
+    agreement = policy.get_agreement(db=db, actor=actor, agreement_id=agreement_id)
+    authorize(actor, Action.share_profile_create, agency_id=agreement.provider_agency_id)
+    state = agreement.state()
+    if state not in {State.active, State.approved}:
+        raise Conflict(
+            f"agreement {agreement.public_id} is {state.value}; only approved agreements are "
+            "shared",
+            code="agreement_not_approved",
+        )
+    if agreement.aggregate_only:
+        raise Invalid(
+            f"agreement {agreement.public_id} allows aggregate queries only, which Delta Sharing "
+            "cannot carry (it hands out rows); recipients query it through the hub instead",
+            code="aggregate_only_not_shareable",
+        )
+    named = [email.lower() for email in agreement.recipient_users or []]
+    chosen = str(data.recipient_email).lower() if data.recipient_email else None
+    if named and chosen not in named:
+        raise Invalid(
+            "this agreement names its recipient users: give recipient_email, one of them",
+            code="recipient_required",
+            details={"recipient_users": named},
+        )
+    return issue_profile(
+        db=db,
+        actor=actor,
+        data=data,
+        agreement=agreement,
+        recipient_agency_id=agreement.recipient_agency_id,
+    )
 
 
 def issue_open_data_profile(
@@ -93,12 +140,7 @@ def issue_open_data_profile(
     """A profile for the open-data share alone: public datasets, for anyone with an account."""
     authorize(actor, Action.open_data_profile_create)
     return issue_profile(
-        db=db,
-        actor=actor,
-        data=data,
-        agreement_id=None,
-        recipient_agency_id=actor.agency_id,
-        ends_at=None,
+        db=db, actor=actor, data=data, agreement=None, recipient_agency_id=actor.agency_id
     )
 
 
@@ -121,12 +163,14 @@ def get_profile(*, db: Session, public_id: str) -> ShareProfile:
 
 
 def list_profiles(
-    *, db: Session, actor: Actor, agreement_id: int | None = None
+    *, db: Session, actor: Actor, agreement_id: str | None = None
 ) -> list[ShareProfile]:
-    """Profiles the actor created, or all of an agreement's (the caller authorised that)."""
+    """An agreement's profiles (its provider's stewards), or the ones the actor created."""
     query = select(ShareProfile).order_by(ShareProfile.created_at, ShareProfile.id)
     if agreement_id is not None:
-        return list(db.scalars(query.where(ShareProfile.agreement_id == agreement_id)))
+        agreement = policy.get_agreement(db=db, actor=actor, agreement_id=agreement_id)
+        authorize(actor, Action.share_profile_manage, agency_id=agreement.provider_agency_id)
+        return list(db.scalars(query.where(ShareProfile.agreement_id == agreement.id)))
     if actor.is_admin:
         return list(db.scalars(query))
     return list(db.scalars(query.where(ShareProfile.created_by == actor.email)))
@@ -141,7 +185,7 @@ def revoke_profile(*, db: Session, actor: Actor, profile: ShareProfile) -> Share
             actor=actor,
             action="sharing.profile_revoke",
             resource=f"share_profile:{profile.public_id}",
-            agreement=str(profile.agreement_id) if profile.agreement_id is not None else None,
+            agreement=profile.agreement.public_id if profile.agreement else None,
         )
     return profile
 
@@ -149,7 +193,8 @@ def revoke_profile(*, db: Session, actor: Actor, profile: ShareProfile) -> Share
 def revoke_own_profile(*, db: Session, actor: Actor, public_id: str) -> ShareProfile:
     profile = get_profile(db=db, public_id=public_id)
     if profile.created_by != actor.email:
-        authorize(actor, Action.share_profile_manage)
+        provider = profile.agreement.provider_agency_id if profile.agreement else None
+        authorize(actor, Action.share_profile_manage, agency_id=provider)
     return revoke_profile(db=db, actor=actor, profile=profile)
 
 
@@ -161,47 +206,69 @@ _PROBLEMS = {
 
 
 def authenticate_recipient(*, db: Session, secret: str) -> Recipient:
-    """Resolve a profile token to its recipient; failures are audited (never the token)."""
+    """Resolve a profile token to its recipient; failures are audited (never the token).
+
+    A bad, revoked or expired token is ``Unauthenticated``; a token whose agreement is no
+    longer active (revoked, expired) is ``Forbidden``.
+    """
     profile = db.scalar(
         select(ShareProfile).where(ShareProfile.token_hash == crypto.hash_token(secret))
     )
+    if profile is None or not crypto.token_matches(secret, profile.token_hash):
+        _record_denial(db, None, "unknown")
+        raise Unauthenticated(_PROBLEMS["unknown"], code="invalid_token")
+    recipient = live_recipient(db=db, profile=profile)
     now = utcnow()
-    problem = _profile_problem(profile, secret, now)
-    if problem is not None or profile is None:
-        reason = problem or "unknown"
-        audit.record(
-            db,
-            actor=None,
-            action="sharing.auth_failed",
-            outcome="denied",
-            reason=reason,
-            resource=f"share_profile:{profile.public_id}" if profile else None,
-        )
-        raise Unauthenticated(_PROBLEMS[reason], code="invalid_token")
     if profile.last_used_at is None or now - profile.last_used_at > LAST_USED_RESOLUTION:
         profile.last_used_at = now
+    return recipient
+
+
+def live_recipient(*, db: Session, profile: ShareProfile) -> Recipient:
+    """The profile's recipient if the profile and its agreement are still in force."""
+    now = utcnow()
+    problem = None
+    if profile.revoked_at is not None:
+        problem = "revoked"
+    elif profile.expires_at is not None and profile.expires_at <= now:
+        problem = "expired"
+    if problem is not None:
+        _record_denial(db, profile, problem)
+        raise Unauthenticated(_PROBLEMS[problem], code="invalid_token")
+    agreement = profile.agreement
+    if agreement is not None:
+        state = agreement.state(now)
+        if state is not State.active:
+            _record_denial(db, profile, f"agreement_{state.value}")
+            raise Forbidden(
+                f"agreement {agreement.public_id} is {state.value}: its share is closed",
+                code=f"agreement_{state.value}",
+            )
     return Recipient(
         profile_id=profile.public_id,
-        agreement_id=profile.agreement_id,
+        agreement=agreement.public_id if agreement else None,
+        history=profile.history,
         actor=recipient_actor(db, profile),
     )
 
 
-def _profile_problem(profile: ShareProfile | None, secret: str, now: dt.datetime) -> str | None:
-    if profile is None or not crypto.token_matches(secret, profile.token_hash):
-        return "unknown"
-    if profile.revoked_at is not None:
-        return "revoked"
-    if profile.expires_at is not None and profile.expires_at <= now:
-        return "expired"
-    return None
+def _record_denial(db: Session, profile: ShareProfile | None, reason: str) -> None:
+    audit.record(
+        db,
+        actor=None,
+        action="sharing.auth_failed",
+        outcome="denied",
+        reason=reason,
+        resource=f"share_profile:{profile.public_id}" if profile else None,
+        agreement=profile.agreement.public_id if profile and profile.agreement else None,
+    )
 
 
 def recipient_actor(db: Session, profile: ShareProfile) -> Actor:
-    """The recipient as an analyst of its agency, identified by the profile in audit records."""
+    """The recipient as an analyst of its agency (as the named recipient user, if any)."""
     agency = db.get(Agency, profile.recipient_agency_id) if profile.recipient_agency_id else None
     return Actor(
-        email=f"{profile.public_id}@share-profile",
+        email=profile.recipient_email or f"{profile.public_id}@share-profile",
         role=Role.analyst,
         agency_id=agency.id if agency else None,
         agency_slug=agency.slug if agency else None,

@@ -31,7 +31,7 @@ class FileGrant:
     """What one signed URL lets its holder read, and until when (Unix seconds)."""
 
     profile: str  # public id of the share profile (the recipient)
-    agreement: int | None  # None for the open-data share
+    agreement: str | None  # the agreement's public id; None for the open-data share
     dataset: int
     version: int
     kind: FileKind

@@ -6,8 +6,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, status
 
 from civicshare.api.deps import Ctx
-from civicshare.sharing import delta_views, profiles
-from civicshare.sharing.models import ShareProfileCreate, ShareProfileCreated, ShareProfileRead
+from civicshare.sharing import ckan_views, delta_views, profiles
+from civicshare.sharing.models import (
+    ShareProfile,
+    ShareProfileCreate,
+    ShareProfileCreated,
+    ShareProfileRead,
+)
 
 router = APIRouter(tags=["sharing"])
 
@@ -15,6 +20,33 @@ router = APIRouter(tags=["sharing"])
 def endpoint_for(request: Request) -> str:
     """The Delta Sharing endpoint as the caller reaches this hub."""
     return str(request.base_url).rstrip("/") + delta_views.PREFIX
+
+
+def _created(profile: ShareProfile, secret: str, request: Request) -> ShareProfileCreated:
+    return ShareProfileCreated(
+        profile=ShareProfileRead.of(profile),
+        profile_file=profiles.profile_file(profile, secret, endpoint=endpoint_for(request)),
+    )
+
+
+@router.post("/agreements/{agreement_id}/share-profiles", status_code=status.HTTP_201_CREATED)
+def create_agreement_profile(
+    agreement_id: str, request: Request, ctx: Ctx, body: ShareProfileCreate | None = None
+) -> ShareProfileCreated:
+    """A Delta Sharing profile for an agreement's share (the provider agency's steward)."""
+    with ctx.unit() as db:
+        profile, secret = profiles.issue_agreement_profile(
+            db=db, actor=ctx.actor, agreement_id=agreement_id, data=body or ShareProfileCreate()
+        )
+        return _created(profile, secret, request)
+
+
+@router.get("/agreements/{agreement_id}/share-profiles")
+def list_agreement_profiles(agreement_id: str, ctx: Ctx) -> list[ShareProfileRead]:
+    """Every share profile of an agreement (never their tokens)."""
+    with ctx.unit() as db:
+        found = profiles.list_profiles(db=db, actor=ctx.actor, agreement_id=agreement_id)
+        return [ShareProfileRead.of(profile) for profile in found]
 
 
 @router.post("/sharing/profiles/open-data", status_code=status.HTTP_201_CREATED)
@@ -26,11 +58,7 @@ def create_open_data_profile(
         profile, secret = profiles.issue_open_data_profile(
             db=db, actor=ctx.actor, data=body or ShareProfileCreate()
         )
-        return ShareProfileCreated(
-            profile=ShareProfileRead.of(profile),
-            share=profiles.share_name(None),
-            profile_file=profiles.profile_file(profile, secret, endpoint=endpoint_for(request)),
-        )
+        return _created(profile, secret, request)
 
 
 @router.get("/sharing/profiles")
@@ -48,4 +76,9 @@ def revoke_profile(profile_id: str, ctx: Ctx) -> ShareProfileRead:
         return ShareProfileRead.of(profile)
 
 
-extra_routers = [delta_views.router, delta_views.fallback_router]
+extra_routers = [
+    delta_views.router,
+    delta_views.files_router,
+    delta_views.fallback_router,
+    ckan_views.router,
+]

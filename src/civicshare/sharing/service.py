@@ -252,6 +252,14 @@ def _fingerprint(*parts: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def recipient_rows(
+    *, db: Session, hub: Hub, recipient: Recipient, table: SharedTable, version: int
+) -> pa.RecordBatchReader:
+    """The rows of a version as the recipient may see them (the policy view), streamed."""
+    reader: pa.RecordBatchReader = _view(db, hub, recipient, table, version).arrow()
+    return reader
+
+
 def snapshot_content(
     *, db: Session, hub: Hub, recipient: Recipient, table: SharedTable, version: int
 ) -> Materialized:

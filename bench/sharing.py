@@ -8,7 +8,8 @@ Three readers of the same rows, in the same run:
 - ``pyarrow.parquet.read_table(...).to_pandas()`` of those files, without HTTP or the client.
 
 The hub's first load includes building the policy view and encoding it (reported separately);
-the timed runs alternate between hub and reference. Run: ``python -m bench sharing [ROWS]``.
+the timed runs alternate between hub and reference. Run: ``python -m bench sharing``
+(``CIVICSHARE_BENCH_SHARING_ROWS`` sets another row count).
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ RUNS = 3
 
 
 def main(argv: list[str]) -> None:
-    rows = int(argv[0]) if argv else DEFAULT_ROWS
+    rows = (
+        int(argv[0]) if argv else int(os.environ.get("CIVICSHARE_BENCH_SHARING_ROWS", DEFAULT_ROWS))
+    )
     folder = Path(tempfile.mkdtemp(prefix="civicshare-bench-sharing-"))
     try:
         run(folder, rows)

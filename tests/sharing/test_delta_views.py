@@ -47,7 +47,7 @@ def test_profile_file_works_with_the_official_client(
     assert profile_file["endpoint"] == hub_process.base_url + "/delta-sharing"
     assert profile_file["bearerToken"].startswith("csds_")
     assert profile_file["expirationTime"].endswith("Z")
-    assert created["share"] == "open_data"
+    assert created["profile"]["share"] == "open_data"
     client = SharingClient(str(path))
     assert [share.name for share in client.list_shares()] == ["open_data"]
 

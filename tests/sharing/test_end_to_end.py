@@ -225,6 +225,8 @@ def test_file_urls_answer_head_and_ranges_without_a_token(
         assert anonymous.get(url, headers={"Range": f"bytes={size}-"}).status_code == 416
     table = pq.read_table(pa.BufferReader(whole.content))
     assert table.column_names == list(GRANTED)
+    signature = url.partition("?signature=")[2]
+    assert signature not in hub_process.log_text(), "signatures stay out of the access log"
     stats = json.loads(files[0]["stats"])
     assert stats["numRecords"] == table.num_rows
 
@@ -235,8 +237,9 @@ def test_tampered_and_expired_file_urls_are_refused(
     _, created = profile
     with hub_process.client(created["profile_file"]["bearerToken"]) as client:
         url = next(line["file"]["url"] for line in query_lines(client, city, {}) if "file" in line)
-    base, _, token = url.rpartition("/")
-    payload, _, signature = token.partition(".")
+    base, _, last = url.rpartition("/")
+    payload, _, signature = last.partition("?signature=")
+    token = f"{payload}.{signature}"
     with hub_of(hub_process) as hub:
         key = hub.keys.derive(FILE_URL_LABEL)
         grant = verify_grant(key, token, now=time.time())
@@ -247,13 +250,17 @@ def test_tampered_and_expired_file_urls_are_refused(
     with httpx.Client(timeout=30) as anonymous:
         flipped = signature[:-2] + ("AA" if signature[-2:] != "AA" else "BB")
         for bad in [
-            f"{base}/{payload}.{flipped}",
-            f"{base}/{other_dataset.split('.')[0]}.{signature}",
-            f"{base}/garbage",
+            f"{base}/{payload}?signature={flipped}",
+            f"{base}/{other_dataset.split('.')[0]}?signature={signature}",
+            f"{base}/garbage?signature=x",
         ]:
             assert_protocol_error(anonymous.get(bad), 403, "PERMISSION_DENIED")
+        assert_protocol_error(anonymous.get(f"{base}/{payload}"), 400, "MALFORMED_REQUEST")
+        expired_payload, _, expired_signature = expired.partition(".")
         message = assert_protocol_error(
-            anonymous.get(f"{base}/{expired}"), 403, "PERMISSION_DENIED"
+            anonymous.get(f"{base}/{expired_payload}?signature={expired_signature}"),
+            403,
+            "PERMISSION_DENIED",
         )
         assert "expired" in message
 

@@ -103,12 +103,19 @@ def list_shares(
     ctx: RecipientDep, max_results: MaxResults = None, page_token: PageToken = None
 ) -> dict[str, Any]:
     names, following = _page(ctx, service.shares(ctx.recipient), "shares", max_results, page_token)
+    with ctx.unit() as db:
+        service.audit_metadata_call(
+            db, ctx.recipient, "sharing.list_shares", share=ctx.recipient.share
+        )
     return _listing([{"name": name} for name in names], following)
 
 
 @router.get("/shares/{share}")
 def get_share(share: str, ctx: RecipientDep) -> dict[str, Any]:
-    return {"share": {"name": service.require_share(ctx.recipient, share)}}
+    name = service.require_share(ctx.recipient, share)
+    with ctx.unit() as db:
+        service.audit_metadata_call(db, ctx.recipient, "sharing.get_share", share=name)
+    return {"share": {"name": name}}
 
 
 @router.get("/shares/{share}/schemas")

@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -252,6 +253,13 @@ def _fingerprint(*parts: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def _release(db: Session) -> None:
+    """End the read transaction once the rows are in memory, before the long encoding, so a
+    build never holds database locks (SQLite takes its write lock at BEGIN). Nothing has been
+    written in it yet; the request's audit record goes in the next one."""
+    db.rollback()
+
+
 def recipient_rows(
     *, db: Session, hub: Hub, recipient: Recipient, table: SharedTable, version: int
 ) -> pa.RecordBatchReader:
@@ -268,6 +276,7 @@ def snapshot_content(
 
     def build() -> Materialized:
         reader = view.arrow()
+        _release(db)
         return materialize(reader, reader.schema, fingerprint=fingerprint)
 
     return CACHE.get_or_build(fingerprint, build)
@@ -286,6 +295,7 @@ def change_content(
     def build() -> Materialized:
         current = view.arrow().read_all()
         previous = before.arrow().read_all() if before is not None else current.slice(0, 0)
+        _release(db)
         changes = compute_changes(
             served_table(previous), served_table(current), primary_key=list(key)
         )
@@ -303,7 +313,12 @@ def table_schema(
     cached = CACHE.get(fingerprint)
     if cached is not None:
         return cached.schema
-    reader = view.arrow()
+
+    def no_rows(columns: list[str]) -> pa.Table:
+        return pa.schema([view.schema.field(name) for name in columns]).empty_table()
+
+    # The same view over an empty source: DuckDB types the treated columns without any data.
+    reader = dataclasses.replace(view, reader=no_rows).arrow()
     try:
         return spark_compatible(reader.schema)
     finally:
@@ -592,11 +607,11 @@ def _served(
 class OpenedFile:
     part: ParquetPart
     grant: FileGrant
-    first_request: bool
 
 
 _AUDITED_URLS: dict[str, None] = {}
 _AUDITED_LIMIT = 100_000
+_AUDITED_LOCK = threading.Lock()
 
 
 def open_file(*, db: Session, hub: Hub, token: str) -> OpenedFile:
@@ -621,13 +636,7 @@ def open_file(*, db: Session, hub: Hub, token: str) -> OpenedFile:
     part = content.parts[grant.part]
     if part.size != grant.size:
         raise Forbidden("the file changed; query the table again", code="content_changed")
-    signature = token.rpartition(".")[2]
-    first = signature not in _AUDITED_URLS
-    if first:
-        # One record per URL and process: a download is many range requests of one file.
-        if len(_AUDITED_URLS) >= _AUDITED_LIMIT:
-            _AUDITED_URLS.pop(next(iter(_AUDITED_URLS)))
-        _AUDITED_URLS[signature] = None
+    if _first_use(token.rpartition(".")[2]):
         _audit(
             db,
             recipient,
@@ -637,7 +646,19 @@ def open_file(*, db: Session, hub: Hub, token: str) -> OpenedFile:
             rows=part.rows,
             details={"kind": grant.kind, "part": grant.part, "bytes": part.size},
         )
-    return OpenedFile(part=part, grant=grant, first_request=first)
+    return OpenedFile(part=part, grant=grant)
+
+
+def _first_use(signature: str) -> bool:
+    """Whether this process serves the URL for the first time (one audit record per URL: a
+    download is many range requests of one file)."""
+    with _AUDITED_LOCK:
+        if signature in _AUDITED_URLS:
+            return False
+        if len(_AUDITED_URLS) >= _AUDITED_LIMIT:
+            _AUDITED_URLS.pop(next(iter(_AUDITED_URLS)))
+        _AUDITED_URLS[signature] = None
+        return True
 
 
 def _table_of_grant(db: Session, recipient: Recipient, grant: FileGrant) -> SharedTable:

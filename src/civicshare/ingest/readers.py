@@ -1,0 +1,554 @@
+"""Readers: any supported file as a stream of Arrow record batches of text columns.
+
+Every reader yields batches whose columns are all ``string`` (null where a value is absent), named
+by the file's own headers. Types are decided later, by validation against the Table Schema, so a
+bad value is reported instead of silently guessed. Memory stays bounded by the batch size,
+whatever the size of the file: CSV goes through Arrow's streaming CSV reader, JSON is decoded one
+record at a time, Parquet by row group, Excel through openpyxl's read-only mode.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from civicshare.errors import Invalid, UnsupportedMediaType
+
+Format = Literal["csv", "json", "ndjson", "parquet", "xlsx"]
+FORMATS: tuple[str, ...] = ("csv", "json", "ndjson", "parquet", "xlsx")
+
+BATCH_ROWS = 65_536
+SAMPLE_BYTES = 1 << 20  # enough to sniff encoding, delimiter and header
+CSV_BLOCK_BYTES = 8 << 20
+DELIMITERS = (",", ";", "\t", "|")
+QUOTES = ('"', "'")
+_EXTENSIONS: dict[str, Format] = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "csv",
+    ".json": "json",
+    ".geojson": "json",
+    ".ndjson": "ndjson",
+    ".jsonl": "ndjson",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".xlsx": "xlsx",
+}
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+@dataclass
+class Dialect:
+    """What sniffing found out about a text file."""
+
+    encoding: str
+    delimiter: str = ","
+    quotechar: str = '"'
+    header: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ByteCounter:
+    """Bytes consumed from the source so far (for progress in MB/s)."""
+
+    value: int = 0
+
+
+class _CountingReader(io.RawIOBase):
+    """A read-only stream that counts what passes through it."""
+
+    def __init__(self, inner: BinaryIO, counter: ByteCounter) -> None:
+        self._inner = inner
+        self._counter = counter
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._inner.read(len(buffer))
+        size = len(data)
+        buffer[:size] = data
+        self._counter.value += size
+        return size
+
+
+@dataclass
+class TableSource:
+    """An opened file: its format, columns (as headers in the file) and a batch stream."""
+
+    format: Format
+    columns: list[str]
+    batches: Iterator[pa.RecordBatch]
+    bytes_read: ByteCounter
+    size: int | None
+    dialect: Dialect | None = None
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        return self.batches
+
+
+def detect_format(path: Path, filename: str | None = None) -> Format:
+    """By extension first, then by content (Parquet and xlsx have magic numbers)."""
+    name = (filename or path.name).lower()
+    for ext, fmt in _EXTENSIONS.items():
+        if name.endswith(ext):
+            return fmt
+    with path.open("rb") as handle:
+        head = handle.read(4096)
+    if head[:4] == b"PAR1":
+        return "parquet"
+    if head[:4] == b"PK\x03\x04":
+        return "xlsx"
+    text = head.lstrip(codecs.BOM_UTF8).lstrip()
+    if text[:1] == b"[":
+        return "json"
+    if text[:1] == b"{":
+        return "ndjson"
+    if head:
+        return "csv"
+    raise Invalid(f"{name} is empty", code="empty_file")
+
+
+def open_table(
+    path: Path,
+    *,
+    filename: str | None = None,
+    format: Format | None = None,
+    encoding: str | None = None,
+    batch_rows: int = BATCH_ROWS,
+    sheet: str | None = None,
+) -> TableSource:
+    """Open ``path`` for streaming as text columns; raises ``Invalid`` on unreadable files."""
+    if not path.is_file():
+        raise Invalid(f"{filename or path.name} is not a readable file", code="file_unreadable")
+    fmt = format or detect_format(path, filename)
+    if fmt not in FORMATS:
+        raise UnsupportedMediaType(f"unsupported format {fmt!r}", code="unsupported_format")
+    size = path.stat().st_size
+    if size == 0:
+        raise Invalid(f"{filename or path.name} is empty", code="empty_file")
+    if fmt == "csv":
+        return _open_csv(path, size, encoding, batch_rows)
+    if fmt in ("json", "ndjson"):
+        return _open_json(path, size, fmt, encoding, batch_rows)
+    if fmt == "parquet":
+        return _open_parquet(path, size, batch_rows)
+    return _open_xlsx(path, size, batch_rows, sheet)
+
+
+# ---------------------------------------------------------------------------- encodings
+
+
+def detect_encoding(sample: bytes, *, complete: bool) -> str:
+    """UTF-8 (with or without BOM) when it decodes as such, else charset-normalizer's best guess.
+
+    ``complete`` says the sample is the whole file, so a multi-byte sequence cut at its end is an
+    error rather than an artefact of sampling.
+    """
+    for bom, name in _BOMS:
+        if sample.startswith(bom):
+            return name
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(sample, final=complete)
+        return "utf-8"
+    except UnicodeDecodeError:
+        pass
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(sample).best()
+    if best is None:
+        raise Invalid("cannot determine the text encoding of the file", code="unknown_encoding")
+    guessed = codecs.lookup(best.encoding).name
+    # Western single-byte guesses are all read as Windows-1252, its superset in practice:
+    # 0x80-0x9F are printable there (en dash, curly quotes), control codes in Latin-1.
+    if guessed in {"latin-1", "iso8859-1", "iso8859-15", "cp1250", "mac-roman"}:
+        return "cp1252"
+    return guessed
+
+
+def _decode_sample(sample: bytes, encoding: str) -> str:
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    try:
+        text = decoder.decode(sample, final=False)
+    except UnicodeDecodeError as exc:
+        raise Invalid(
+            f"the file is not valid {encoding} near byte {exc.start}", code="bad_encoding"
+        ) from exc
+    return text.lstrip("\ufeff")
+
+
+# ---------------------------------------------------------------------------- CSV
+
+
+def sniff_dialect(text: str) -> tuple[str, str]:
+    """The delimiter and quote character that split the sample's lines most consistently."""
+    lines = text.splitlines(keepends=True)
+    if len(lines) > 1 and not text.endswith(("\n", "\r")):
+        lines = lines[:-1]  # a sample cut mid-line would skew the counts
+    sample = "".join(lines[:200])
+    best: tuple[float, str, str] = (-1.0, ",", '"')
+    for quote in QUOTES:
+        for delimiter in DELIMITERS:
+            widths = [
+                len(row)
+                for row in csv.reader(io.StringIO(sample), delimiter=delimiter, quotechar=quote)
+                if row
+            ]
+            if not widths:
+                continue
+            mode = max(set(widths), key=widths.count)
+            if mode < 2:
+                continue
+            consistency = widths.count(mode) / len(widths)
+            # Prefer consistency, then more columns, then the usual quote character.
+            score = consistency * 1000 + min(mode, 999) / 1000 + (0.0001 if quote == '"' else 0)
+            if score > best[0]:
+                best = (score, delimiter, quote)
+    return best[1], best[2]
+
+
+def unique_headers(raw: list[str]) -> list[str]:
+    """Headers as in the file, with blanks named ``column_N`` and repeats suffixed ``_2``…"""
+    seen: dict[str, int] = {}
+    result = []
+    for index, name in enumerate(raw, start=1):
+        label = name if name.strip() else f"column_{index}"
+        if label in seen:
+            seen[label] += 1
+            label = f"{label}_{seen[label]}"
+        else:
+            seen[label] = 1
+        result.append(label)
+    return result
+
+
+def sniff_csv(path: Path, encoding: str | None = None) -> Dialect:
+    with path.open("rb") as handle:
+        sample = handle.read(SAMPLE_BYTES)
+        complete = not handle.read(1)
+    chosen = encoding or detect_encoding(sample, complete=complete)
+    text = _decode_sample(sample, chosen)
+    delimiter, quote = sniff_dialect(text)
+    first = next(csv.reader(io.StringIO(text), delimiter=delimiter, quotechar=quote), None)
+    if not first:
+        raise Invalid("the CSV file has no header row", code="no_header")
+    return Dialect(chosen, delimiter, quote, unique_headers(first))
+
+
+def _open_csv(path: Path, size: int, encoding: str | None, batch_rows: int) -> TableSource:
+    dialect = sniff_csv(path, encoding)
+    counter = ByteCounter()
+    return TableSource(
+        "csv", dialect.header, _csv_batches(path, dialect, counter), counter, size, dialect
+    )
+
+
+def _csv_batches(path: Path, dialect: Dialect, counter: ByteCounter) -> Iterator[pa.RecordBatch]:
+    columns = dialect.header
+    arrow_encoding = "utf8" if dialect.encoding in ("utf-8", "utf_8") else dialect.encoding
+    read_options = pacsv.ReadOptions(
+        column_names=columns, skip_rows=1, block_size=CSV_BLOCK_BYTES, encoding=arrow_encoding
+    )
+    parse_options = pacsv.ParseOptions(
+        delimiter=dialect.delimiter,
+        quote_char=dialect.quotechar,
+        newlines_in_values=True,
+        invalid_row_handler=None,
+    )
+    convert_options = pacsv.ConvertOptions(
+        column_types=dict.fromkeys(columns, pa.string()),
+        strings_can_be_null=False,
+        quoted_strings_can_be_null=False,
+        null_values=[],
+    )
+    with path.open("rb") as raw:
+        stream = io.BufferedReader(_CountingReader(raw, counter), buffer_size=1 << 20)
+        try:
+            reader = pacsv.open_csv(
+                stream,
+                read_options=read_options,
+                parse_options=parse_options,
+                convert_options=convert_options,
+            )
+            for batch in reader:
+                yield from _split(batch, BATCH_ROWS)
+        except pa.ArrowInvalid as exc:
+            raise Invalid(_csv_problem(str(exc)), code="malformed_csv") from exc
+
+
+def _csv_problem(message: str) -> str:
+    # Arrow's messages can quote a whole row (personal values): keep only the diagnosis.
+    if "Expected" in message and "columns" in message:
+        found = re.search(r"Expected (\d+) columns, got (\d+)", message)
+        if found:
+            return f"a row has {found.group(2)} fields where the header has {found.group(1)}"
+    if "UTF8" in message or "utf-8" in message.lower():
+        return "the file is not valid UTF-8 past the sampled start; give its encoding explicitly"
+    return "the CSV file could not be parsed"
+
+
+def _split(batch: pa.RecordBatch, rows: int) -> Iterator[pa.RecordBatch]:
+    for offset in range(0, batch.num_rows, rows):
+        yield batch.slice(offset, rows)
+
+
+# ---------------------------------------------------------------------------- JSON
+
+
+def _json_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return json.dumps(value)
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def flatten_record(record: dict[str, Any], prefix: str = "") -> dict[str, str | None]:
+    """Nested objects become dotted names (``location.coordinates``); arrays stay JSON text."""
+    flat: dict[str, str | None] = {}
+    for key, value in record.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten_record(value, prefix=f"{name}."))
+        else:
+            flat[name] = _json_text(value)
+    return flat
+
+
+def iter_json_records(stream: io.TextIOBase, *, array: bool) -> Iterator[Any]:
+    """Decode a JSON array (or NDJSON) one element at a time, holding one chunk in memory."""
+    decoder = json.JSONDecoder()
+    buffer = ""
+    position = 0
+    started = not array
+    finished = False
+    eof = False
+
+    def refill() -> bool:
+        nonlocal buffer, position
+        chunk = stream.read(1 << 20)
+        buffer = buffer[position:] + chunk
+        position = 0
+        return bool(chunk)
+
+    while not finished:
+        while position < len(buffer) and buffer[position] in " \t\r\n\ufeff,":
+            if buffer[position] == "," and not started:
+                raise Invalid("the JSON file is not an array of records", code="malformed_json")
+            position += 1
+        if position >= len(buffer):
+            if eof or not refill():
+                eof = True
+                break
+            continue
+        char = buffer[position]
+        if not started:
+            if char != "[":
+                raise Invalid("the JSON file is not an array of records", code="malformed_json")
+            started = True
+            position += 1
+            continue
+        if array and char == "]":
+            finished = True
+            break
+        try:
+            value, end = decoder.raw_decode(buffer, position)
+        except json.JSONDecodeError as exc:
+            if not eof and refill():
+                continue
+            raise Invalid(
+                f"malformed JSON near character {exc.pos}", code="malformed_json"
+            ) from exc
+        if end == len(buffer) and not eof and refill():
+            continue  # a number cut at the chunk boundary would decode short; read on first
+        position = end
+        yield value
+    if array and not finished:
+        raise Invalid("the JSON array is not closed", code="malformed_json")
+
+
+def _records_to_batch(records: list[dict[str, str | None]], columns: list[str]) -> pa.RecordBatch:
+    arrays = [pa.array([r.get(c) for r in records], pa.string()) for c in columns]
+    return pa.RecordBatch.from_arrays(arrays, names=columns)
+
+
+def _json_batches(
+    path: Path, fmt: Format, encoding: str, counter: ByteCounter, columns: list[str], rows: int
+) -> Iterator[pa.RecordBatch]:
+    """Batches over the columns known from the scan; ``columns`` grows if new keys appear."""
+    with path.open("rb") as raw:
+        text = io.TextIOWrapper(
+            io.BufferedReader(_CountingReader(raw, counter)), encoding=encoding, newline=""
+        )
+        pending: list[dict[str, str | None]] = []
+        try:
+            for record in iter_json_records(text, array=fmt == "json"):
+                if not isinstance(record, dict):
+                    raise Invalid("a JSON record is not an object", code="malformed_json")
+                flat = flatten_record(record)
+                for key in flat:
+                    if key not in columns:
+                        columns.append(key)
+                pending.append(flat)
+                if len(pending) >= rows:
+                    yield _records_to_batch(pending, columns)
+                    pending = []
+        except UnicodeDecodeError as exc:
+            raise Invalid(f"the file is not valid {encoding}", code="bad_encoding") from exc
+        if pending:
+            yield _records_to_batch(pending, columns)
+
+
+def scan_json_keys(path: Path, fmt: Format, encoding: str, limit: int | None = None) -> list[str]:
+    """Every flattened key in first-seen order (Socrata leaves null fields out of a record)."""
+    columns: list[str] = []
+    seen: set[str] = set()
+    with path.open("r", encoding=encoding, newline="") as text:
+        for count, record in enumerate(iter_json_records(text, array=fmt == "json")):
+            if limit is not None and count >= limit:
+                break
+            if not isinstance(record, dict):
+                raise Invalid("a JSON record is not an object", code="malformed_json")
+            for key in flatten_record(record):
+                if key not in seen:
+                    seen.add(key)
+                    columns.append(key)
+    return columns
+
+
+def _open_json(path: Path, size: int, fmt: Format, encoding: str | None, rows: int) -> TableSource:
+    with path.open("rb") as handle:
+        sample = handle.read(SAMPLE_BYTES)
+        complete = not handle.read(1)
+    chosen = encoding or detect_encoding(sample, complete=complete)
+    if chosen == "utf-8" and sample.startswith(codecs.BOM_UTF8):
+        chosen = "utf-8-sig"
+    # One pass over the keys first, so every batch has the same columns. It decodes the file
+    # once more but holds only the key list in memory.
+    columns = scan_json_keys(path, fmt, chosen)
+    if not columns:
+        raise Invalid("the JSON file holds no records", code="empty_file")
+    counter = ByteCounter()
+    batches = _json_batches(path, fmt, chosen, counter, list(columns), rows)
+    return TableSource(fmt, columns, batches, counter, size, Dialect(chosen))
+
+
+# ---------------------------------------------------------------------------- Parquet
+
+
+def _open_parquet(path: Path, size: int, rows: int) -> TableSource:
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise Invalid("the file is not a readable Parquet file", code="malformed_parquet") from exc
+    columns = list(parquet.schema_arrow.names)
+    counter = ByteCounter()
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for batch in parquet.iter_batches(batch_size=rows):
+            counter.value = min(size, counter.value + batch.nbytes)
+            yield _as_text(batch)
+        counter.value = size
+
+    return TableSource("parquet", columns, batches(), counter, size)
+
+
+def _as_text(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Typed Parquet columns as text, so validation treats every source alike."""
+    import pyarrow.compute as pc
+
+    arrays = []
+    for column in batch.columns:
+        if pa.types.is_string(column.type):
+            arrays.append(column)
+        elif pa.types.is_large_string(column.type) or pa.types.is_dictionary(column.type):
+            arrays.append(pc.cast(column, pa.string()))
+        elif pa.types.is_timestamp(column.type):
+            arrays.append(pc.strftime(column, format="%Y-%m-%dT%H:%M:%S.%f"))
+        elif pa.types.is_nested(column.type):
+            arrays.append(pa.array([_json_text(v) for v in column.to_pylist()], pa.string()))
+        else:
+            arrays.append(pc.cast(column, pa.string()))
+    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
+
+
+# ---------------------------------------------------------------------------- Excel
+
+
+def _cell_text(value: Any) -> str | None:
+    import datetime as dt
+
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _open_xlsx(path: Path, size: int, rows: int, sheet: str | None) -> TableSource:
+    import zipfile
+
+    from openpyxl import load_workbook
+
+    try:
+        workbook = load_workbook(path, read_only=True, data_only=True)
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
+        raise Invalid("the file is not a readable .xlsx workbook", code="malformed_xlsx") from exc
+    worksheet = workbook[sheet] if sheet else workbook.worksheets[0]
+    cells = worksheet.iter_rows(values_only=True)
+    header = next(cells, None)
+    if not header:
+        workbook.close()
+        raise Invalid("the worksheet has no header row", code="no_header")
+    columns = unique_headers([_cell_text(v) or "" for v in header])
+    counter = ByteCounter()
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        pending: list[list[str | None]] = []
+        try:
+            for row in cells:
+                values = [_cell_text(v) for v in row[: len(columns)]]
+                if all(v is None for v in values):
+                    continue  # openpyxl reports formatted but empty rows
+                values += [None] * (len(columns) - len(values))
+                pending.append(values)
+                if len(pending) >= rows:
+                    yield _rows_to_batch(pending, columns)
+                    pending = []
+            if pending:
+                yield _rows_to_batch(pending, columns)
+            counter.value = size
+        finally:
+            workbook.close()
+
+    return TableSource("xlsx", columns, batches(), counter, size)
+
+
+def _rows_to_batch(rows: list[list[str | None]], columns: list[str]) -> pa.RecordBatch:
+    arrays = [pa.array([row[i] for row in rows], pa.string()) for i in range(len(columns))]
+    return pa.RecordBatch.from_arrays(arrays, names=columns)

@@ -1,0 +1,202 @@
+"""Validation against a Table Schema: exact counts per rule, standardised values, no loops."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from civicshare.catalog.tableschema import TableSchema
+from civicshare.errors import Invalid
+from civicshare.ingest.readers import open_table
+from civicshare.ingest.validate import Validator
+
+SCHEMA = TableSchema.model_validate(
+    {
+        "fields": [
+            {"name": "case_id", "type": "integer"},
+            {
+                "name": "reported",
+                "type": "date",
+                "format": "%m/%d/%Y",
+                "constraints": {"required": True},
+            },
+            {
+                "name": "borough",
+                "type": "string",
+                "constraints": {
+                    "enum": ["Bronx", "Brooklyn", "Manhattan", "Queens", "Staten Island"]
+                },
+            },
+            {"name": "age", "type": "integer", "constraints": {"minimum": 0, "maximum": 120}},
+            {"name": "zip", "type": "string", "constraints": {"pattern": "[0-9]{5}"}},
+            {
+                "name": "email",
+                "type": "string",
+                "format": "email",
+                "classification": "personal",
+                "pii": "email",
+                "constraints": {"unique": True},
+            },
+            {"name": "note", "type": "string", "constraints": {"maxLength": 10, "minLength": 2}},
+        ],
+        "primaryKey": ["case_id"],
+    }
+)
+
+
+def run(schema: TableSchema, path: Path, *, batch_rows: int = 65_536) -> dict[str, Any]:
+    source = open_table(path, batch_rows=batch_rows)
+    validator = Validator(schema, source.columns)
+    accepted: list[pa.RecordBatch] = []
+    rejections = []
+    errors: dict[str, int] = {}
+    rejected = 0
+    first = 1
+    try:
+        for batch in source:
+            outcome = validator.validate(batch, first)
+            first += batch.num_rows
+            accepted.append(outcome.accepted)
+            rejections += outcome.rejections
+            rejected += outcome.rejected_rows
+            for rule, count in outcome.errors_by_rule.items():
+                errors[rule] = errors.get(rule, 0) + count
+    finally:
+        validator.close()
+    table = pa.Table.from_batches(accepted, schema=validator.target.remove_metadata())
+    return {"table": table, "rejections": rejections, "errors": errors, "rejected": rejected}
+
+
+PLANTED = """case_id,reported,borough,age,zip,email,note
+1,01/02/2024,Bronx,34,10451,a@example.org,ok
+2,02/30/2024,Bronx,34,10451,b@example.org,bad date
+3,,Queens,50,11101,c@example.org,no date
+4,03/01/2024,Narnia,20,10001,d@example.org,enum
+5,03/01/2024,  brooklyn ,20,11201,e@example.org,folded
+1,03/02/2024,Bronx,20,10451,f@example.org,dup key
+6,03/03/2024,Manhattan,130,10001,g@example.org,too old
+7,03/03/2024,Manhattan,-1,1000,h@example.org,two
+8,03/03/2024,Queens,40,11101,a@example.org,dup mail
+9,03/03/2024,Queens,4o,11101,i@example.org,x
+10,03/04/2024,Queens,41,11101,not-an-email,this is too long
+,03/04/2024,Queens,41,11101,j@example.org,no key
+11,2024-03-05,Staten Island,,10301,,fine
+"""
+
+
+@pytest.mark.parametrize("batch_rows", [65_536, 3])
+def test_planted_errors_are_counted_exactly(tmp_path: Path, batch_rows: int) -> None:
+    path = tmp_path / "planted.csv"
+    path.write_text(PLANTED)
+    result = run(SCHEMA, path, batch_rows=batch_rows)
+    assert result["errors"] == {
+        "format": 3,  # 02/30/2024 and 2024-03-05 (wrong format), email "not-an-email"
+        "required": 2,  # row 3 date, row 12 key
+        "enum": 1,
+        "primaryKey": 1,
+        "maximum": 1,
+        "minimum": 1,
+        "pattern": 1,
+        "unique": 1,
+        "type": 1,  # age "4o"
+        "maxLength": 1,
+        "minLength": 1,  # "x"
+    }
+    by_row = {(r.row, r.field, r.rule) for r in result["rejections"]}
+    assert (2, "reported", "format") in by_row
+    assert (6, "case_id", "primaryKey") in by_row
+    assert (9, "email", "unique") in by_row
+    assert (8, "age", "minimum") in by_row
+    assert (8, "zip", "pattern") in by_row
+    assert result["rejected"] == 11
+    table = result["table"]
+    assert table.column("case_id").to_pylist() == [1, 5]
+    assert table.column("borough").to_pylist() == ["Bronx", "Brooklyn"]  # trimmed, folded
+    assert table.column("reported").to_pylist() == [dt.date(2024, 1, 2), dt.date(2024, 3, 1)]
+
+
+def test_rejections_keep_row_value_and_reason(tmp_path: Path) -> None:
+    path = tmp_path / "planted.csv"
+    path.write_text(PLANTED)
+    rejection = next(r for r in run(SCHEMA, path)["rejections"] if r.rule == "enum")
+    assert (rejection.row, rejection.field, rejection.value) == (4, "borough", "Narnia")
+    assert "Narnia" not in rejection.message  # messages never carry values
+
+
+def test_columns_are_matched_by_title_and_sql_name(tmp_path: Path) -> None:
+    schema = TableSchema.model_validate(
+        {
+            "fields": [
+                {"name": "neighborhood_district", "title": "Neighborhood  District"},
+                {"name": "count", "type": "integer"},
+            ]
+        }
+    )
+    path = tmp_path / "t.csv"
+    path.write_text('Neighborhood  District,Count\nMission," 12 "\n')
+    table = run(schema, path)["table"]
+    assert table.to_pylist() == [{"neighborhood_district": "Mission", "count": 12}]
+
+
+def test_unknown_and_missing_required_columns_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("case_id,reported,surprise\n1,01/01/2024,x\n")
+    with pytest.raises(Invalid) as caught:
+        Validator(SCHEMA, open_table(path).columns)
+    assert caught.value.code == "unexpected_columns"
+    path.write_text("case_id,borough\n1,Bronx\n")
+    with pytest.raises(Invalid) as caught:
+        Validator(SCHEMA, open_table(path).columns)
+    assert caught.value.code == "missing_columns"
+    assert caught.value.details == {"columns": ["reported"]}
+
+
+def test_geopoints_booleans_and_datetimes_are_standardised(tmp_path: Path) -> None:
+    schema = TableSchema.model_validate(
+        {
+            "fields": [
+                {"name": "at", "type": "geopoint", "format": "array"},
+                {"name": "flag", "type": "boolean"},
+                {"name": "when", "type": "datetime", "format": "%m/%d/%Y %I:%M:%S %p"},
+                {"name": "year", "type": "year"},
+                {"name": "rate", "type": "number"},
+            ],
+            "missingValues": ["", "NA"],
+        }
+    )
+    path = tmp_path / "t.csv"
+    path.write_text(
+        'at,flag,when,year,rate\n"[-73.9,40.7]",true,12/31/2017 11:59:58 PM,1999,NA\n'
+        '"[200,1]",maybe,12/31/2017 13:00:00 PM,99999,1e3\n'
+    )
+    result = run(schema, path)
+    assert result["table"].to_pylist() == [
+        {
+            "at": {"lon": -73.9, "lat": 40.7},
+            "flag": True,
+            "when": dt.datetime(2017, 12, 31, 23, 59, 58),
+            "year": 1999,
+            "rate": None,
+        }
+    ]
+    assert result["errors"] == {"format": 2, "type": 2}
+
+
+def test_population_package_validates_with_its_own_schema() -> None:
+    import json
+
+    from tests.conftest import REALDATA
+
+    package = json.loads((REALDATA / "population-datapackage/datapackage.json").read_text())
+    schema = TableSchema.model_validate(package["resources"][0]["schema"])
+    result = run(schema, REALDATA / "population-datapackage/data/population.csv")
+    assert result["rejected"] == 0
+    table = result["table"]
+    assert table.num_rows == 17195
+    assert table.schema.field("Year").type == pa.int32()
+    assert table.schema.field("Value").type == pa.float64()
+    assert table.column("Country Code")[0].as_py() == "ABW"

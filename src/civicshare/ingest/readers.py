@@ -15,6 +15,7 @@ import io
 import json
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
@@ -87,6 +88,56 @@ class _CountingReader(io.RawIOBase):
         return size
 
 
+class Source:
+    """A file to read, by path or as an open seekable binary stream (e.g. an unnamed temp file).
+
+    ``open`` gives a handle positioned at the start; a stream is rewound and never closed here.
+    """
+
+    def __init__(self, source: Path | BinaryIO, name: str | None = None) -> None:
+        self._path = source if isinstance(source, Path) else None
+        self._stream = None if isinstance(source, Path) else source
+        self.name = name or (self._path.name if self._path else "upload")
+        if self._path is not None:
+            if not self._path.is_file():
+                raise Invalid(f"{self.name} is not a readable file", code="file_unreadable")
+            self.size = self._path.stat().st_size
+        else:
+            assert self._stream is not None
+            self.size = self._stream.seek(0, io.SEEK_END)
+            self._stream.seek(0)
+
+    @contextmanager
+    def open(self) -> Iterator[BinaryIO]:
+        if self._path is not None:
+            with self._path.open("rb") as handle:
+                yield handle
+        else:
+            assert self._stream is not None
+            self._stream.seek(0)
+            yield self._stream
+
+    def target(self) -> Path | BinaryIO:
+        """What libraries that open files themselves (openpyxl) should be given."""
+        if self._path is not None:
+            return self._path
+        assert self._stream is not None
+        self._stream.seek(0)
+        return self._stream
+
+    def head(self, size: int) -> tuple[bytes, bool]:
+        """The first ``size`` bytes and whether they are the whole file."""
+        with self.open() as handle:
+            sample = handle.read(size)
+        return sample, len(sample) >= self.size
+
+
+def _text(handle: BinaryIO, encoding: str, counter: ByteCounter | None = None) -> io.TextIOWrapper:
+    """Decoded text over ``handle``; closing it leaves ``handle`` open."""
+    raw = io.BufferedReader(_CountingReader(handle, counter or ByteCounter()), buffer_size=1 << 20)
+    return io.TextIOWrapper(raw, encoding=encoding, newline="")
+
+
 @dataclass
 class TableSource:
     """An opened file: its format, columns (as headers in the file) and a batch stream."""
@@ -102,14 +153,13 @@ class TableSource:
         return self.batches
 
 
-def detect_format(path: Path, filename: str | None = None) -> Format:
+def detect_format(source: Source) -> Format:
     """By extension first, then by content (Parquet and xlsx have magic numbers)."""
-    name = (filename or path.name).lower()
+    name = source.name.lower()
     for ext, fmt in _EXTENSIONS.items():
         if name.endswith(ext):
             return fmt
-    with path.open("rb") as handle:
-        head = handle.read(4096)
+    head, _complete = source.head(4096)
     if head[:4] == b"PAR1":
         return "parquet"
     if head[:4] == b"PK\x03\x04":
@@ -125,7 +175,7 @@ def detect_format(path: Path, filename: str | None = None) -> Format:
 
 
 def open_table(
-    path: Path,
+    path: Path | BinaryIO,
     *,
     filename: str | None = None,
     format: Format | None = None,
@@ -133,22 +183,21 @@ def open_table(
     batch_rows: int = BATCH_ROWS,
     sheet: str | None = None,
 ) -> TableSource:
-    """Open ``path`` for streaming as text columns; raises ``Invalid`` on unreadable files."""
-    if not path.is_file():
-        raise Invalid(f"{filename or path.name} is not a readable file", code="file_unreadable")
-    fmt = format or detect_format(path, filename)
+    """Open a file for streaming as text columns; raises ``Invalid`` on unreadable files."""
+    source = Source(path, filename)
+    if source.size == 0:
+        raise Invalid(f"{source.name} is empty", code="empty_file")
+    fmt = format or detect_format(source)
     if fmt not in FORMATS:
         raise UnsupportedMediaType(f"unsupported format {fmt!r}", code="unsupported_format")
-    size = path.stat().st_size
-    if size == 0:
-        raise Invalid(f"{filename or path.name} is empty", code="empty_file")
+    size = source.size
     if fmt == "csv":
-        return _open_csv(path, size, encoding, batch_rows)
+        return _open_csv(source, size, encoding, batch_rows)
     if fmt in ("json", "ndjson"):
-        return _open_json(path, size, fmt, encoding, batch_rows)
+        return _open_json(source, size, fmt, encoding, batch_rows)
     if fmt == "parquet":
-        return _open_parquet(path, size, batch_rows)
-    return _open_xlsx(path, size, batch_rows, sheet)
+        return _open_parquet(source, size, batch_rows)
+    return _open_xlsx(source, size, batch_rows, sheet)
 
 
 # ---------------------------------------------------------------------------- encodings
@@ -237,10 +286,8 @@ def unique_headers(raw: list[str]) -> list[str]:
     return result
 
 
-def sniff_csv(path: Path, encoding: str | None = None) -> Dialect:
-    with path.open("rb") as handle:
-        sample = handle.read(SAMPLE_BYTES)
-        complete = not handle.read(1)
+def sniff_csv(source: Source, encoding: str | None = None) -> Dialect:
+    sample, complete = source.head(SAMPLE_BYTES)
     chosen = encoding or detect_encoding(sample, complete=complete)
     text = _decode_sample(sample, chosen)
     delimiter, quote = sniff_dialect(text)
@@ -250,15 +297,16 @@ def sniff_csv(path: Path, encoding: str | None = None) -> Dialect:
     return Dialect(chosen, delimiter, quote, unique_headers(first))
 
 
-def _open_csv(path: Path, size: int, encoding: str | None, batch_rows: int) -> TableSource:
-    dialect = sniff_csv(path, encoding)
+def _open_csv(source: Source, size: int, encoding: str | None, batch_rows: int) -> TableSource:
+    dialect = sniff_csv(source, encoding)
     counter = ByteCounter()
-    return TableSource(
-        "csv", dialect.header, _csv_batches(path, dialect, counter), counter, size, dialect
-    )
+    batches = _csv_batches(source, dialect, counter, batch_rows)
+    return TableSource("csv", dialect.header, batches, counter, size, dialect)
 
 
-def _csv_batches(path: Path, dialect: Dialect, counter: ByteCounter) -> Iterator[pa.RecordBatch]:
+def _csv_batches(
+    source: Source, dialect: Dialect, counter: ByteCounter, batch_rows: int
+) -> Iterator[pa.RecordBatch]:
     columns = dialect.header
     arrow_encoding = "utf8" if dialect.encoding in ("utf-8", "utf_8") else dialect.encoding
     read_options = pacsv.ReadOptions(
@@ -276,7 +324,7 @@ def _csv_batches(path: Path, dialect: Dialect, counter: ByteCounter) -> Iterator
         quoted_strings_can_be_null=False,
         null_values=[],
     )
-    with path.open("rb") as raw:
+    with source.open() as raw:
         stream = io.BufferedReader(_CountingReader(raw, counter), buffer_size=1 << 20)
         try:
             reader = pacsv.open_csv(
@@ -286,7 +334,7 @@ def _csv_batches(path: Path, dialect: Dialect, counter: ByteCounter) -> Iterator
                 convert_options=convert_options,
             )
             for batch in reader:
-                yield from _split(batch, BATCH_ROWS)
+                yield from _split(batch, batch_rows)
         except pa.ArrowInvalid as exc:
             raise Invalid(_csv_problem(str(exc)), code="malformed_csv") from exc
 
@@ -392,13 +440,10 @@ def _records_to_batch(records: list[dict[str, str | None]], columns: list[str]) 
 
 
 def _json_batches(
-    path: Path, fmt: Format, encoding: str, counter: ByteCounter, columns: list[str], rows: int
+    source: Source, fmt: Format, encoding: str, counter: ByteCounter, columns: list[str], rows: int
 ) -> Iterator[pa.RecordBatch]:
     """Batches over the columns known from the scan; ``columns`` grows if new keys appear."""
-    with path.open("rb") as raw:
-        text = io.TextIOWrapper(
-            io.BufferedReader(_CountingReader(raw, counter)), encoding=encoding, newline=""
-        )
+    with source.open() as raw, _text(raw, encoding, counter) as text:
         pending: list[dict[str, str | None]] = []
         try:
             for record in iter_json_records(text, array=fmt == "json"):
@@ -418,11 +463,13 @@ def _json_batches(
             yield _records_to_batch(pending, columns)
 
 
-def scan_json_keys(path: Path, fmt: Format, encoding: str, limit: int | None = None) -> list[str]:
+def scan_json_keys(
+    source: Source, fmt: Format, encoding: str, limit: int | None = None
+) -> list[str]:
     """Every flattened key in first-seen order (Socrata leaves null fields out of a record)."""
     columns: list[str] = []
     seen: set[str] = set()
-    with path.open("r", encoding=encoding, newline="") as text:
+    with source.open() as raw, _text(raw, encoding) as text:
         for count, record in enumerate(iter_json_records(text, array=fmt == "json")):
             if limit is not None and count >= limit:
                 break
@@ -435,38 +482,44 @@ def scan_json_keys(path: Path, fmt: Format, encoding: str, limit: int | None = N
     return columns
 
 
-def _open_json(path: Path, size: int, fmt: Format, encoding: str | None, rows: int) -> TableSource:
-    with path.open("rb") as handle:
-        sample = handle.read(SAMPLE_BYTES)
-        complete = not handle.read(1)
+def _open_json(
+    source: Source, size: int, fmt: Format, encoding: str | None, rows: int
+) -> TableSource:
+    sample, complete = source.head(SAMPLE_BYTES)
     chosen = encoding or detect_encoding(sample, complete=complete)
     if chosen == "utf-8" and sample.startswith(codecs.BOM_UTF8):
         chosen = "utf-8-sig"
     # One pass over the keys first, so every batch has the same columns. It decodes the file
     # once more but holds only the key list in memory.
-    columns = scan_json_keys(path, fmt, chosen)
+    columns = scan_json_keys(source, fmt, chosen)
     if not columns:
         raise Invalid("the JSON file holds no records", code="empty_file")
     counter = ByteCounter()
-    batches = _json_batches(path, fmt, chosen, counter, list(columns), rows)
+    batches = _json_batches(source, fmt, chosen, counter, list(columns), rows)
     return TableSource(fmt, columns, batches, counter, size, Dialect(chosen))
 
 
 # ---------------------------------------------------------------------------- Parquet
 
 
-def _open_parquet(path: Path, size: int, rows: int) -> TableSource:
-    try:
-        parquet = pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise Invalid("the file is not a readable Parquet file", code="malformed_parquet") from exc
-    columns = list(parquet.schema_arrow.names)
+def _open_parquet(source: Source, size: int, rows: int) -> TableSource:
+    with source.open() as handle:
+        try:
+            columns = list(pq.ParquetFile(handle).schema_arrow.names)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise Invalid(
+                "the file is not a readable Parquet file", code="malformed_parquet"
+            ) from exc
     counter = ByteCounter()
 
     def batches() -> Iterator[pa.RecordBatch]:
-        for batch in parquet.iter_batches(batch_size=rows):
-            counter.value = min(size, counter.value + batch.nbytes)
-            yield _as_text(batch)
+        with source.open() as handle:
+            try:
+                for batch in pq.ParquetFile(handle).iter_batches(batch_size=rows):
+                    counter.value = min(size, counter.value + batch.nbytes)
+                    yield _as_text(batch)
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise Invalid("the Parquet file is damaged", code="malformed_parquet") from exc
         counter.value = size
 
     return TableSource("parquet", columns, batches(), counter, size)
@@ -510,13 +563,13 @@ def _cell_text(value: Any) -> str | None:
     return str(value)
 
 
-def _open_xlsx(path: Path, size: int, rows: int, sheet: str | None) -> TableSource:
+def _open_xlsx(source: Source, size: int, rows: int, sheet: str | None) -> TableSource:
     import zipfile
 
     from openpyxl import load_workbook
 
     try:
-        workbook = load_workbook(path, read_only=True, data_only=True)
+        workbook = load_workbook(source.target(), read_only=True, data_only=True)
     except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
         raise Invalid("the file is not a readable .xlsx workbook", code="malformed_xlsx") from exc
     worksheet = workbook[sheet] if sheet else workbook.worksheets[0]

@@ -1,0 +1,430 @@
+"""Ingest a file into a dataset: read, validate, standardise, store one new version, report.
+
+The file streams through in batches: read as text (``readers``), checked and converted
+(``validate``), and handed to ``storage.write_version`` as it goes, so memory stays flat for
+appends and replaces. Upserts and deletes need the whole set of incoming keys before the stored
+rows can be filtered, so they hold the incoming rows in memory while the stored version streams.
+Nothing becomes visible unless the whole ingest succeeds: segments are written first, and the
+version row is added in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import duckdb
+import pyarrow as pa
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from civicshare import crypto
+from civicshare.audit import service as audit
+from civicshare.catalog import service as catalog
+from civicshare.catalog.models import Dataset
+from civicshare.catalog.tableschema import TableSchema
+from civicshare.db import utcnow
+from civicshare.errors import Gone, Invalid, NotFound
+from civicshare.ingest.models import (
+    MODES,
+    IngestDetail,
+    IngestMode,
+    IngestRecord,
+    IngestReport,
+    IngestStatus,
+    QuarantinedRow,
+)
+from civicshare.ingest.readers import Format, Source, TableSource, open_table
+from civicshare.ingest.validate import RULES, Rejection, Validator
+from civicshare.permissions import Action, Actor, authorize, is_allowed
+from civicshare.storage import service as storage
+
+if TYPE_CHECKING:
+    from civicshare.hub import Hub
+
+Progress = Callable[[int, int], None]
+MASK = "***"
+PROTECTED = frozenset({"personal", "sensitive"})
+
+
+class ErrorRateExceeded(Exception):
+    """Raised inside the batch stream to abandon the write before any version exists."""
+
+
+@dataclass
+class Tally:
+    """Running counts over the batches of one ingest."""
+
+    rows_read: int = 0
+    rows_accepted: int = 0
+    rows_rejected: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    rejections: list[Rejection] = field(default_factory=list)
+
+
+def ingest_file(
+    *,
+    db: Session,
+    hub: Hub,
+    actor: Actor,
+    dataset: Dataset,
+    source: Path | BinaryIO,
+    filename: str,
+    mode: str = "append",
+    key: list[str] | None = None,
+    max_error_rate: float = 0.05,
+    progress: Progress | None = None,
+    format: Format | None = None,
+    encoding: str | None = None,
+) -> IngestReport:
+    """Validate ``source`` against the dataset's schema and store one new version.
+
+    When more than ``max_error_rate`` of the rows are rejected, nothing is stored and the
+    report says ``rejected``; the ingest is recorded either way.
+    """
+    authorize(actor, Action.ingest_run, agency_id=dataset.agency_id)
+    if dataset.purged_at is not None:
+        raise Gone(f"'{dataset.ref}' was purged", code="dataset_purged")
+    chosen = _mode(mode)
+    if not 0 <= max_error_rate <= 1:
+        raise Invalid("max_error_rate must be between 0 and 1", code="bad_error_rate")
+    schema = catalog.current_schema(db=db, dataset=dataset)
+    key_fields = _key(schema, chosen, key)
+    started = utcnow()
+    clock = time.perf_counter()
+    table = open_table(source, filename=filename, format=format, encoding=encoding)
+    validator = Validator(
+        schema, table.columns, only_fields=key_fields if chosen == "delete" else None
+    )
+    tally = Tally()
+    try:
+        if chosen == "append" and (schema.primaryKey or validator.unique_fields):
+            _seed_stored_keys(db, hub, dataset, validator)
+        batches = _validated(table, validator, tally, max_error_rate, progress)
+        try:
+            version, extra = _store(
+                db, hub, actor, dataset, schema, chosen, key_fields, validator, batches
+            )
+            status = IngestStatus.stored
+        except ErrorRateExceeded:
+            version, extra, status = None, {}, IngestStatus.rejected
+    finally:
+        validator.close()
+    extra["seconds"] = round(time.perf_counter() - clock, 3)
+    record = _record(
+        db,
+        hub,
+        actor,
+        dataset,
+        table,
+        source,
+        filename,
+        chosen,
+        key_fields,
+        max_error_rate,
+        status,
+        version,
+        tally,
+        extra,
+        started,
+    )
+    return IngestReport.of(record)
+
+
+def _mode(mode: str) -> IngestMode:
+    for known in MODES:
+        if mode == known:
+            return known
+    raise Invalid(f"unknown mode '{mode}'; expected one of {list(MODES)}", code="bad_mode")
+
+
+def _key(schema: TableSchema, mode: IngestMode, key: list[str] | None) -> list[str] | None:
+    """The key columns of an upsert or delete: as given, else the schema's primary key."""
+    if mode not in ("upsert", "delete"):
+        if key:
+            raise Invalid("--key applies to upsert and delete only", code="bad_key")
+        return None
+    chosen = list(key or schema.primaryKey)
+    if not chosen:
+        raise Invalid(
+            f"{mode} needs key columns (--key) or a schema with a primaryKey",
+            code="key_required",
+        )
+    unknown = [name for name in chosen if name not in schema.field_names]
+    if unknown:
+        raise Invalid(f"unknown key columns: {', '.join(unknown)}", code="bad_key", details=unknown)
+    return chosen
+
+
+def _validated(
+    table: TableSource,
+    validator: Validator,
+    tally: Tally,
+    max_error_rate: float,
+    progress: Progress | None,
+) -> Iterator[pa.RecordBatch]:
+    """The accepted rows, batch by batch; raises at the end if too many were rejected."""
+    for batch in table:
+        outcome = validator.validate(batch, tally.rows_read + 1)
+        tally.rows_read += batch.num_rows
+        tally.rows_rejected += outcome.rejected_rows
+        tally.rows_accepted += outcome.accepted.num_rows
+        tally.errors.update(outcome.errors_by_rule)
+        tally.rejections.extend(outcome.rejections)
+        if progress is not None:
+            progress(tally.rows_read, table.bytes_read.value)
+        if outcome.accepted.num_rows:
+            yield outcome.accepted
+    if tally.rows_read and tally.rows_rejected / tally.rows_read > max_error_rate:
+        raise ErrorRateExceeded
+
+
+def _seed_stored_keys(db: Session, hub: Hub, dataset: Dataset, validator: Validator) -> None:
+    """Appends must not repeat a key or unique value already stored."""
+    names = list(dict.fromkeys(validator.primary_key + validator.unique_fields))
+    if not names or not storage.list_versions(db=db, dataset=dataset):
+        return
+    reader = storage.read_version(db=db, hub=hub, dataset=dataset, columns=names)
+    for batch in reader:
+        validator.seed_existing(pa.Table.from_batches([batch]))
+
+
+def _store(
+    db: Session,
+    hub: Hub,
+    actor: Actor,
+    dataset: Dataset,
+    schema: TableSchema,
+    mode: IngestMode,
+    key: list[str] | None,
+    validator: Validator,
+    batches: Iterator[pa.RecordBatch],
+) -> tuple[int, dict[str, Any]]:
+    target = schema.arrow_schema()
+    if mode in ("append", "replace"):
+        version = storage.write_version(
+            db=db,
+            hub=hub,
+            actor=actor,
+            dataset=dataset,
+            batches=batches,
+            schema=target,
+            keep_previous=mode == "append",
+            operation=mode,
+        )
+        return version.number, {}
+    assert key is not None
+    incoming = pa.Table.from_batches(list(batches), schema=validator.target.remove_metadata())
+    kept = _stored_without(db, hub, dataset, incoming.select(key), key, target)
+    counts = {"rows_kept": 0, "rows_replaced_or_deleted": 0}
+
+    def rows() -> Iterator[pa.RecordBatch]:
+        for table, dropped in kept:
+            counts["rows_kept"] += table.num_rows
+            counts["rows_replaced_or_deleted"] += dropped
+            yield from table.to_batches()
+        if mode == "upsert":
+            yield from incoming.cast(target).to_batches()
+
+    version = storage.write_version(
+        db=db,
+        hub=hub,
+        actor=actor,
+        dataset=dataset,
+        batches=rows(),
+        schema=target,
+        keep_previous=False,
+        operation=mode,
+    )
+    label = "rows_deleted" if mode == "delete" else "rows_replaced"
+    return version.number, {
+        "rows_kept": counts["rows_kept"],
+        label: counts["rows_replaced_or_deleted"],
+    }
+
+
+def _stored_without(
+    db: Session, hub: Hub, dataset: Dataset, keys: pa.Table, key: list[str], target: pa.Schema
+) -> Iterator[tuple[pa.Table, int]]:
+    """Per stored batch: its rows whose key is not among ``keys``, and how many were dropped."""
+    if not storage.list_versions(db=db, dataset=dataset):
+        return
+    connection = duckdb.connect()
+    try:
+        connection.execute("SET threads=2")
+        connection.register("incoming_keys", keys)
+        condition = " AND ".join(f's."{k}" IS NOT DISTINCT FROM i."{k}"' for k in key)
+        query = (
+            "SELECT s.* FROM stored AS s WHERE NOT EXISTS "
+            f"(SELECT 1 FROM incoming_keys AS i WHERE {condition})"
+        )
+        for batch in storage.read_version(db=db, hub=hub, dataset=dataset):
+            connection.register("stored", pa.Table.from_batches([batch]))
+            kept = connection.execute(query).to_arrow_table().cast(target)
+            connection.unregister("stored")
+            yield kept, batch.num_rows - kept.num_rows
+    finally:
+        connection.close()
+
+
+def _seal_quarantine(hub: Hub, ingest_id: str, rejections: list[Rejection]) -> tuple[bytes, bytes]:
+    """The rejected values sealed under a fresh key, itself wrapped by the hub's key provider."""
+    secret = crypto.new_data_key()
+    context = f"ingest-quarantine:{ingest_id}".encode()
+    values = json.dumps([r.value for r in rejections]).encode()
+    return crypto.aead_encrypt(secret, values, context=context), hub.keys.wrap(
+        secret, context=context
+    )
+
+
+def _record(
+    db: Session,
+    hub: Hub,
+    actor: Actor,
+    dataset: Dataset,
+    table: TableSource,
+    source: Path | BinaryIO,
+    filename: str,
+    mode: IngestMode,
+    key: list[str] | None,
+    max_error_rate: float,
+    status: IngestStatus,
+    version: int | None,
+    tally: Tally,
+    extra: dict[str, Any],
+    started: Any,
+) -> IngestRecord:
+    ingest_id = secrets.token_hex(16)
+    sealed, wrapped = (
+        _seal_quarantine(hub, ingest_id, tally.rejections) if tally.rejections else (None, None)
+    )
+    details: dict[str, Any] = dict(extra)
+    if table.dialect is not None:
+        details["encoding"] = table.dialect.encoding
+        if table.format == "csv":
+            details["delimiter"] = table.dialect.delimiter
+    record = IngestRecord(
+        id=ingest_id,
+        dataset_id=dataset.id,
+        actor_email=actor.email,
+        filename=filename[:300],
+        file_sha256=_sha256(source),
+        file_bytes=table.size or 0,
+        format=table.format,
+        mode=mode,
+        key=key,
+        max_error_rate=max_error_rate,
+        status=status.value,
+        version=version,
+        rows_read=tally.rows_read,
+        rows_accepted=tally.rows_accepted if status is IngestStatus.stored else 0,
+        rows_rejected=tally.rows_rejected,
+        errors_by_rule={rule: tally.errors.get(rule, 0) for rule in RULES},
+        rejections=[r.public() for r in tally.rejections],
+        quarantine=sealed,
+        quarantine_key=wrapped,
+        details=details,
+        started_at=started,
+        finished_at=utcnow(),
+    )
+    record.dataset = dataset
+    db.add(record)
+    db.flush()
+    audit.record(
+        db,
+        actor=actor,
+        action="dataset.ingest",
+        outcome="allowed",
+        agency=dataset.agency.slug,
+        resource=dataset.ref,
+        version=version,
+        rows=record.rows_accepted,
+        details={
+            "ingest": ingest_id,
+            "mode": mode,
+            "status": status.value,
+            "rows_read": tally.rows_read,
+            "rows_rejected": tally.rows_rejected,
+            "file_sha256": record.file_sha256,
+        },
+    )
+    return record
+
+
+def _sha256(source: Path | BinaryIO) -> str:
+    digest = hashlib.sha256()
+    with Source(source).open() as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------- reading records
+
+
+def get_ingest(
+    *, db: Session, hub: Hub, actor: Actor, dataset: Dataset, ingest_id: str
+) -> IngestDetail:
+    """The report and the quarantine; protected values masked unless the caller is a steward."""
+    record = db.scalar(
+        select(IngestRecord).where(
+            IngestRecord.id == ingest_id, IngestRecord.dataset_id == dataset.id
+        )
+    )
+    if record is None:
+        raise NotFound(f"no ingest '{ingest_id}' of '{dataset.ref}'", code="ingest_not_found")
+    authorize(actor, Action.ingest_read, agency_id=dataset.agency_id)
+    report = IngestReport.of(record)
+    values = _open_quarantine(hub, record)
+    unmasked = is_allowed(actor, Action.ingest_run, agency_id=dataset.agency_id)
+    schema = catalog.current_schema(db=db, dataset=dataset)
+    protected = {f.name for f in schema.fields if f.classification in PROTECTED}
+    rows = []
+    for item, value in zip(record.rejections, values, strict=False):
+        hide = not unmasked and (item.get("field") in protected or item.get("field") is None)
+        rows.append(
+            QuarantinedRow(
+                **item,
+                value=MASK if hide and value is not None else value,
+                masked=hide and value is not None,
+            )
+        )
+    audit.record(
+        db,
+        actor=actor,
+        action="dataset.ingest.read",
+        agency=dataset.agency.slug,
+        resource=dataset.ref,
+        details={"ingest": ingest_id, "masked": not unmasked},
+    )
+    return IngestDetail(**report.model_dump(), quarantine=rows)
+
+
+def list_ingests(*, db: Session, actor: Actor, dataset: Dataset) -> list[IngestReport]:
+    authorize(actor, Action.ingest_read, agency_id=dataset.agency_id)
+    records = db.scalars(
+        select(IngestRecord)
+        .where(IngestRecord.dataset_id == dataset.id)
+        .order_by(IngestRecord.started_at)
+    )
+    return [IngestReport.of(r) for r in records]
+
+
+def _open_quarantine(hub: Hub, record: IngestRecord) -> list[str | None]:
+    if record.quarantine is None or record.quarantine_key is None:
+        return []
+    if record.dataset.purged_at is not None:
+        raise Gone("the dataset was purged; its quarantine is withheld", code="dataset_purged")
+    context = f"ingest-quarantine:{record.id}".encode()
+    secret = hub.keys.unwrap(record.quarantine_key, context=context)
+    values: list[str | None] = json.loads(
+        crypto.aead_decrypt(secret, record.quarantine, context=context)
+    )
+    return values

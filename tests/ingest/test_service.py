@@ -1,0 +1,381 @@
+"""Ingest end to end: real files into encrypted versions, read back and compared independently."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from civicshare.catalog.tableschema import SchemaField, TableSchema
+from civicshare.errors import Forbidden, Invalid
+from civicshare.hub import Hub
+from civicshare.ingest import service as ingest
+from civicshare.ingest.infer import infer_schema_dict
+from civicshare.ingest.models import IngestRecord
+from civicshare.permissions import CLI_ADMIN
+from civicshare.storage import service as storage
+from tests.conftest import REALDATA
+from tests.ingest.test_readers import REAL_FILES
+from tests.support.datasets import make_dataset, person
+
+# ---------------------------------------------------------------------------- independent reading
+
+
+def independent_rows(path: Path) -> list[dict[str, Any]]:
+    """The file as the stdlib reads it: csv (cp1252 for Avon) or json, nested keys dotted."""
+    if path.suffix == ".json":
+        rows = []
+        for record in json.loads(path.read_text("utf-8")):
+            flat: dict[str, Any] = {}
+            for key, value in record.items():
+                if isinstance(value, dict):
+                    flat.update({f"{key}.{k}": v for k, v in value.items()})
+                else:
+                    flat[key] = value
+            rows.append(flat)
+        return rows
+    encoding = "cp1252" if "avon" in str(path) else "utf-8-sig"
+    with path.open(encoding=encoding, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def expected_value(field: SchemaField, raw: Any, missing: list[str]) -> Any:
+    """What a value should become, computed with Python's own parsers."""
+    if raw is None:
+        return None
+    if isinstance(raw, list):
+        return {"lon": float(raw[0]), "lat": float(raw[1])}
+    text = raw.strip() if isinstance(raw, str) else json.dumps(raw)
+    if text in missing:
+        return None
+    fmt = None if field.format in ("default", "any") else field.format
+    kind = field.type
+    if kind == "integer" or kind == "year":
+        return int(text)
+    if kind == "number":
+        return float(text)
+    if kind == "boolean":
+        return {"true": True, "false": False}[text.lower()]
+    if kind == "date":
+        return dt.datetime.strptime(text, fmt or "%Y-%m-%d").date()
+    if kind == "datetime":
+        return dt.datetime.strptime(text, fmt or "%Y-%m-%dT%H:%M:%S")
+    if kind == "time":
+        return dt.datetime.strptime(text, fmt or "%H:%M:%S").time()
+    if field.constraints.enum is not None:
+        return next(str(v) for v in field.constraints.enum if str(v).lower() == text.lower())
+    return text
+
+
+def stored_rows(db: Session, hub: Hub, dataset: Any, **kwargs: Any) -> list[dict[str, Any]]:
+    return storage.read_version(db=db, hub=hub, dataset=dataset, **kwargs).read_all().to_pylist()
+
+
+# ---------------------------------------------------------------------------- every real file
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("relative", sorted(REAL_FILES))
+def test_real_file_is_registered_ingested_and_read_back_identically(
+    hub: Hub, db: Session, relative: str
+) -> None:
+    path = REALDATA / relative
+    proposal = infer_schema_dict(path)
+    dataset = make_dataset(db, "city.sample", proposal)
+    report = ingest.ingest_file(
+        db=db, hub=hub, actor=CLI_ADMIN, dataset=dataset, source=path, filename=path.name
+    )
+    assert (report.status, report.version) == ("stored", 1)
+    assert report.rows_read == report.rows_accepted == REAL_FILES[relative]
+    schema = TableSchema.model_validate(proposal)
+    stored = stored_rows(db, hub, dataset)
+    expected = independent_rows(path)
+    assert len(stored) == len(expected)
+    for field in schema.fields:
+        source = field.title or field.name
+        want = [expected_value(field, row.get(source), schema.missingValues) for row in expected]
+        assert [row[field.name] for row in stored] == want, field.name
+
+
+def test_population_data_package_ingests_with_its_own_schema(hub: Hub, db: Session) -> None:
+    package = json.loads((REALDATA / "population-datapackage/datapackage.json").read_text())
+    resource = package["resources"][0]
+    dataset = make_dataset(db, "world.population", resource["schema"])
+    path = REALDATA / "population-datapackage" / resource["path"]
+    report = ingest.ingest_file(
+        db=db, hub=hub, actor=CLI_ADMIN, dataset=dataset, source=path, filename=path.name
+    )
+    assert report.rows_accepted == 17195
+    stored = stored_rows(db, hub, dataset)
+    with path.open(newline="") as handle:
+        expected = list(csv.DictReader(handle))
+    assert [r["Country Code"] for r in stored] == [r["Country Code"] for r in expected]
+    assert [r["Year"] for r in stored] == [int(r["Year"]) for r in expected]
+    assert [r["Value"] for r in stored] == [float(r["Value"]) for r in expected]
+
+
+# ---------------------------------------------------------------------------- planted errors
+
+CASES_SCHEMA: dict[str, Any] = {
+    "fields": [
+        {"name": "case_id", "type": "integer"},
+        {
+            "name": "full_name",
+            "type": "string",
+            "classification": "personal",
+            "pii": "name",
+            "constraints": {"required": True},
+        },
+        {"name": "onset", "type": "date", "format": "%m/%d/%Y"},
+        {
+            "name": "status",
+            "type": "string",
+            "constraints": {"enum": ["confirmed", "probable", "ruled out"]},
+        },
+    ],
+    "primaryKey": ["case_id"],
+}
+PLANTED_NAME = "Ottoline Wexhammer-Quist"
+
+
+def planted_csv(tmp_path: Path, good: int = 60) -> Path:
+    lines = ["case_id,full_name,onset,status"]
+    lines += [f"{i},Resident {i},01/{1 + i % 28:02d}/2024,confirmed" for i in range(1, good + 1)]
+    lines += [
+        f"{good + 1},{PLANTED_NAME},13/45/2024,confirmed",  # bad date
+        f"{good + 2},,02/01/2024,probable",  # missing required name
+        f"{good + 3},Resident X,02/01/2024,maybe",  # enum violation
+        "1,Resident Dup,02/01/2024,Probable",  # duplicate key
+    ]
+    path = tmp_path / "cases.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_planted_errors_are_counted_and_good_rows_stored(
+    hub: Hub, db: Session, tmp_path: Path
+) -> None:
+    dataset = make_dataset(db, "health.cases", CASES_SCHEMA)
+    steward = person(db, "health")
+    report = ingest.ingest_file(
+        db=db,
+        hub=hub,
+        actor=steward,
+        dataset=dataset,
+        source=planted_csv(tmp_path),
+        filename="cases.csv",
+        max_error_rate=0.1,
+    )
+    assert report.status == "stored"
+    assert (report.rows_read, report.rows_accepted, report.rows_rejected) == (64, 60, 4)
+    nonzero = {rule: n for rule, n in report.errors_by_rule.items() if n}
+    assert nonzero == {"format": 1, "required": 1, "enum": 1, "primaryKey": 1}
+    assert {(r.row, r.field, r.rule) for r in report.rejections} == {
+        (61, "onset", "format"),
+        (62, "full_name", "required"),
+        (63, "status", "enum"),
+        (64, "case_id", "primaryKey"),
+    }
+    assert [r["case_id"] for r in stored_rows(db, hub, dataset)] == list(range(1, 61))
+    detail = ingest.get_ingest(db=db, hub=hub, actor=steward, dataset=dataset, ingest_id=report.id)
+    values = {(q.field, q.value) for q in detail.quarantine}
+    assert ("onset", "13/45/2024") in values
+    assert ("status", "maybe") in values
+
+
+def test_quarantine_is_masked_for_auditors_and_never_plaintext_at_rest(
+    hub: Hub, db: Session, tmp_path: Path, settings: Any
+) -> None:
+    from civicshare.agency.models import Role
+
+    dataset = make_dataset(db, "health.cases", CASES_SCHEMA)
+    path = tmp_path / "one.csv"
+    # The name is valid; the row fails on its date, so the name sits in the quarantine.
+    path.write_text(
+        f"case_id,full_name,onset,status\n1,{PLANTED_NAME},99/99/2024,confirmed\n"
+        + "".join(f"{i},R {i},01/01/2024,confirmed\n" for i in range(2, 40))
+    )
+    report = ingest.ingest_file(
+        db=db, hub=hub, actor=CLI_ADMIN, dataset=dataset, source=path, filename="one.csv"
+    )
+    db.commit()
+    auditor = person(db, "health", Role.auditor)
+    detail = ingest.get_ingest(db=db, hub=hub, actor=auditor, dataset=dataset, ingest_id=report.id)
+    assert [q.value for q in detail.quarantine] == ["99/99/2024"]  # the date field is internal
+    needle = PLANTED_NAME.encode()
+    record = db.scalar(select(IngestRecord).where(IngestRecord.id == report.id))
+    assert record is not None
+    assert needle not in json.dumps(record.rejections).encode()
+    if settings.resolved_database_url.startswith("sqlite"):
+        for file in settings.home.rglob("*"):
+            if file.is_file():
+                assert needle not in file.read_bytes(), file
+
+
+def test_quarantined_protected_values_are_masked_for_non_stewards(
+    hub: Hub, db: Session, tmp_path: Path
+) -> None:
+    from civicshare.agency.models import Role
+
+    schema = dict(CASES_SCHEMA)
+    schema["fields"] = [
+        *CASES_SCHEMA["fields"][:1],
+        {**CASES_SCHEMA["fields"][1], "constraints": {"maxLength": 5}},
+        *CASES_SCHEMA["fields"][2:],
+    ]
+    dataset = make_dataset(db, "health.short", schema)
+    path = tmp_path / "s.csv"
+    path.write_text(f"case_id,full_name,onset,status\n1,{PLANTED_NAME},01/01/2024,confirmed\n")
+    report = ingest.ingest_file(
+        db=db,
+        hub=hub,
+        actor=CLI_ADMIN,
+        dataset=dataset,
+        source=path,
+        filename="s.csv",
+        max_error_rate=1.0,
+    )
+    auditor = person(db, "health", Role.auditor)
+    masked = ingest.get_ingest(db=db, hub=hub, actor=auditor, dataset=dataset, ingest_id=report.id)
+    assert [(q.field, q.value, q.masked) for q in masked.quarantine] == [("full_name", "***", True)]
+    steward = person(db, "health")
+    clear = ingest.get_ingest(db=db, hub=hub, actor=steward, dataset=dataset, ingest_id=report.id)
+    assert clear.quarantine[0].value == PLANTED_NAME
+
+
+def test_error_rate_over_the_limit_stores_nothing(hub: Hub, db: Session, tmp_path: Path) -> None:
+    dataset = make_dataset(db, "health.cases", CASES_SCHEMA)
+    report = ingest.ingest_file(
+        db=db,
+        hub=hub,
+        actor=CLI_ADMIN,
+        dataset=dataset,
+        source=planted_csv(tmp_path, good=20),
+        filename="cases.csv",
+    )
+    assert report.status == "rejected"
+    assert report.version is None
+    assert report.rows_rejected == 4
+    assert storage.list_versions(db=db, dataset=dataset) == []
+
+
+# ---------------------------------------------------------------------------- modes
+
+
+def write_cases(tmp_path: Path, name: str, rows: list[str]) -> Path:
+    path = tmp_path / name
+    path.write_text("case_id,full_name,onset,status\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def run(hub: Hub, db: Session, dataset: Any, path: Path, mode: str, **kw: Any) -> Any:
+    return ingest.ingest_file(
+        db=db,
+        hub=hub,
+        actor=CLI_ADMIN,
+        dataset=dataset,
+        source=path,
+        filename=path.name,
+        mode=mode,
+        max_error_rate=1.0,
+        **kw,
+    )
+
+
+def test_append_replace_upsert_delete(hub: Hub, db: Session, tmp_path: Path) -> None:
+    dataset = make_dataset(db, "health.cases", CASES_SCHEMA)
+    first = [f"{i},R {i},01/01/2024,confirmed" for i in (1, 2, 3)]
+    assert run(hub, db, dataset, write_cases(tmp_path, "a.csv", first), "append").version == 1
+    again = run(
+        hub,
+        db,
+        dataset,
+        write_cases(tmp_path, "b.csv", ["3,R 3,01/01/2024,probable", "4,R 4,01/02/2024,probable"]),
+        "append",
+    )
+    assert again.errors_by_rule["primaryKey"] == 1  # 3 is already stored
+    assert [r["case_id"] for r in stored_rows(db, hub, dataset)] == [1, 2, 3, 4]
+
+    upsert = run(
+        hub,
+        db,
+        dataset,
+        write_cases(
+            tmp_path, "c.csv", ["2,R two,01/05/2024,ruled out", "9,R 9,01/09/2024,probable"]
+        ),
+        "upsert",
+    )
+    assert (upsert.version, upsert.details["rows_replaced"]) == (3, 1)
+    rows = {r["case_id"]: r for r in stored_rows(db, hub, dataset)}
+    assert sorted(rows) == [1, 2, 3, 4, 9]
+    assert (rows[2]["full_name"], rows[2]["status"]) == ("R two", "ruled out")
+
+    path = tmp_path / "d.csv"
+    path.write_text("case_id\n1\n4\n77\n")
+    deleted = run(hub, db, dataset, path, "delete")
+    assert (deleted.version, deleted.details["rows_deleted"]) == (4, 2)
+    assert sorted(r["case_id"] for r in stored_rows(db, hub, dataset)) == [2, 3, 9]
+    # Every version stays readable (time travel).
+    assert len(stored_rows(db, hub, dataset, version=1)) == 3
+
+    replaced = run(hub, db, dataset, write_cases(tmp_path, "e.csv", first[:1]), "replace")
+    assert replaced.version == 5
+    assert [r["case_id"] for r in stored_rows(db, hub, dataset)] == [1]
+
+
+def test_upsert_with_duplicate_keys_in_the_file_keeps_the_first(
+    hub: Hub, db: Session, tmp_path: Path
+) -> None:
+    dataset = make_dataset(db, "health.cases", CASES_SCHEMA)
+    rows = ["5,First,01/01/2024,confirmed", "5,Second,01/01/2024,confirmed"]
+    report = run(hub, db, dataset, write_cases(tmp_path, "u.csv", rows), "upsert")
+    assert report.errors_by_rule["primaryKey"] == 1
+    assert [r["full_name"] for r in stored_rows(db, hub, dataset)] == ["First"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "key", "code"),
+    [
+        ("merge", None, "bad_mode"),
+        ("append", ["case_id"], "bad_key"),
+        ("upsert", ["nope"], "bad_key"),
+    ],
+)
+def test_bad_arguments_are_refused_before_anything_is_stored(
+    hub: Hub, db: Session, tmp_path: Path, mode: str, key: list[str] | None, code: str
+) -> None:
+    dataset = make_dataset(db, "health.cases", CASES_SCHEMA)
+    with pytest.raises(Invalid) as caught:
+        run(hub, db, dataset, planted_csv(tmp_path), mode, key=key)
+    assert caught.value.code == code
+    assert storage.list_versions(db=db, dataset=dataset) == []
+
+
+def test_malformed_file_stores_nothing(hub: Hub, db: Session, tmp_path: Path) -> None:
+    dataset = make_dataset(db, "health.cases", CASES_SCHEMA)
+    path = tmp_path / "bad.csv"
+    path.write_text("case_id,full_name,onset,status\n1,a,01/01/2024,confirmed,extra\n")
+    with pytest.raises(Invalid) as caught:
+        run(hub, db, dataset, path, "append")
+    assert caught.value.code == "malformed_csv"
+    assert storage.list_versions(db=db, dataset=dataset) == []
+
+
+def test_only_the_owning_agency_may_ingest(hub: Hub, db: Session, tmp_path: Path) -> None:
+    dataset = make_dataset(db, "health.cases", CASES_SCHEMA)
+    outsider = person(db, "police")
+    with pytest.raises(Forbidden):
+        ingest.ingest_file(
+            db=db,
+            hub=hub,
+            actor=outsider,
+            dataset=dataset,
+            source=planted_csv(tmp_path),
+            filename="cases.csv",
+        )

@@ -12,7 +12,6 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from civicshare.cli.common import AsOpt, JsonOpt, console, err_console, open_hub, print_json, unit
-from civicshare.errors import Invalid
 
 FileArg = Annotated[
     Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="The data file.")
@@ -239,7 +238,9 @@ def _dataset_group(app: typer.Typer) -> typer.Typer:
     for group in app.registered_groups:
         if group.name == "dataset" and group.typer_instance is not None:
             return group.typer_instance
-    raise Invalid("the catalog's `dataset` commands are not registered", code="cli_setup")
+    group_app = typer.Typer(help="Datasets: register, ingest, inspect.", no_args_is_help=True)
+    app.add_typer(group_app, name="dataset")
+    return group_app
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,5 @@
-"""Run the benchmarks: `python -m bench` (all) or `python -m bench NAME [NAME ...]`.
+"""Run the benchmarks: `python -m bench` (all), `python -m bench NAME [NAME ...]`, or
+`python -m bench NAME --option ...` (options go to that benchmark's ``main``).
 
 Each module in this folder with a ``main(argv)`` is a benchmark. It runs the hub and its
 reference tool in the same run and prints the ratio; results go in BENCHMARKS.md by hand.
@@ -19,11 +20,16 @@ def available() -> list[str]:
     )
 
 
-def run(names: list[str]) -> None:
+def run(argv: list[str]) -> None:
+    # `python -m bench NAME --option ...` passes the options on to that one benchmark.
+    options = [arg for arg in argv if arg.startswith("-")]
+    names = [arg for arg in argv if not arg.startswith("-")]
+    if options and len(names) != 1:
+        sys.exit("options apply to one benchmark: python -m bench NAME --option ...")
     for name in names or available():
         module = importlib.import_module(f"bench.{name}")
         print(f"== {name}", flush=True)
-        module.main([])
+        module.main(options)
 
 
 if __name__ == "__main__":

@@ -179,8 +179,45 @@ def _leap(year: pa.Array) -> pa.Array:
     return pc.and_(divisible(4), pc.or_(pc.invert(divisible(100)), divisible(400)))
 
 
+_FAST_DIRECTIVES = frozenset("YmdHMSIp")
+_CANONICAL = {"date": "%Y-%m-%d", "datetime": "%Y-%m-%dT%H:%M:%S"}
+
+
+def _fast_format(kind: str, fmt: str | None) -> str | None:
+    """A pattern Arrow's own strptime/strftime can round-trip, for the fast path."""
+    if kind not in _CANONICAL:
+        return None
+    pattern = _CANONICAL[kind] if fmt is None or fmt in ("", "default", "any") else fmt
+    directives = set(re.findall(r"%(.)", pattern))
+    return pattern if directives <= _FAST_DIRECTIVES else None
+
+
 def parse_temporal(values: pa.Array, kind: str, fmt: str | None) -> pa.Array:
-    """``date`` → date32, ``datetime`` → timestamp[us] (UTC), ``time`` → time64[us]."""
+    """``date`` → date32, ``datetime`` → timestamp[us] (UTC), ``time`` → time64[us].
+
+    Fast path: Arrow's ``strptime``, which refuses most bad values but rolls over a day past the
+    end of its month (02/30 → 03/02) or a leap second (:60). Only results that could have rolled
+    over (day 1-3 of a month, or ``:60`` in the text), or that it refused, are re-parsed exactly.
+    """
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    pattern = _fast_format(kind, fmt)
+    if pattern is None:
+        return _parse_exactly(values, kind, fmt)
+    quick = pc.strptime(values, format=pattern, unit="s", error_is_null=True)
+    suspicious = pc.or_(pc.less_equal(pc.day(quick), 3), pc.match_substring(values, ":60"))
+    # Values the fast path refused get the exact (and, for ISO, more lenient) parser too.
+    suspicious = pc.or_(
+        pc.fill_null(suspicious, False), pc.and_(pc.is_null(quick), pc.is_valid(values))
+    )
+    quick = pc.cast(quick, pa.date32() if kind == "date" else pa.timestamp("us"))
+    if not pc.any(suspicious).as_py():
+        return quick
+    exact = _parse_exactly(values.filter(suspicious), kind, fmt)
+    return pc.replace_with_mask(quick, suspicious, exact)
+
+
+def _parse_exactly(values: pa.Array, kind: str, fmt: str | None) -> pa.Array:
     spec = temporal_format(kind, fmt)
     parts = pc.extract_regex(values, spec.regex)  # null where the shape is wrong
     groups = spec.groups

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
 import io
 import json
 import re
@@ -29,7 +30,7 @@ from civicshare.errors import Invalid, UnsupportedMediaType
 Format = Literal["csv", "json", "ndjson", "parquet", "xlsx"]
 FORMATS: tuple[str, ...] = ("csv", "json", "ndjson", "parquet", "xlsx")
 
-BATCH_ROWS = 65_536
+BATCH_ROWS = 131_072
 SAMPLE_BYTES = 1 << 20  # enough to sniff encoding, delimiter and header
 CSV_BLOCK_BYTES = 8 << 20
 DELIMITERS = (",", ";", "\t", "|")
@@ -65,9 +66,10 @@ class Dialect:
 
 @dataclass
 class ByteCounter:
-    """Bytes consumed from the source so far (for progress in MB/s)."""
+    """Bytes consumed from the source so far (for progress in MB/s), and their SHA-256."""
 
     value: int = 0
+    digest: Any = field(default_factory=hashlib.sha256)
 
 
 class _CountingReader(io.RawIOBase):
@@ -85,6 +87,7 @@ class _CountingReader(io.RawIOBase):
         size = len(data)
         buffer[:size] = data
         self._counter.value += size
+        self._counter.digest.update(data)
         return size
 
 
@@ -151,6 +154,13 @@ class TableSource:
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         return self.batches
+
+    def sha256(self) -> str | None:
+        """The file's SHA-256 if the stream read it whole exactly once, else None."""
+        streamed = self.format in ("csv", "json", "ndjson")  # others count progress only
+        if streamed and self.size is not None and self.bytes_read.value == self.size:
+            return str(self.bytes_read.digest.hexdigest())
+        return None
 
 
 def detect_format(source: Source) -> Format:

@@ -58,6 +58,14 @@ class ErrorRateExceeded(Exception):
     """Raised inside the batch stream to abandon the write before any version exists."""
 
 
+class RepeatsFound(Exception):
+    """Raised at the end of a first pass that found repeated keys: the pass is redone."""
+
+    def __init__(self, repeats: dict[str, pa.Array]) -> None:
+        super().__init__("repeated keys")
+        self.repeats = repeats
+
+
 @dataclass
 class Tally:
     """Running counts over the batches of one ingest."""
@@ -99,24 +107,31 @@ def ingest_file(
     key_fields = _key(schema, chosen, key)
     started = utcnow()
     clock = time.perf_counter()
-    table = open_table(source, filename=filename, format=format, encoding=encoding)
-    validator = Validator(
-        schema, table.columns, only_fields=key_fields if chosen == "delete" else None
-    )
-    tally = Tally()
-    try:
-        if chosen == "append" and (schema.primaryKey or validator.unique_fields):
-            _seed_stored_keys(db, hub, dataset, validator)
-        batches = _validated(table, validator, tally, max_error_rate, progress)
+    repeats: dict[str, pa.Array] = {}
+    while True:
+        # Usually one pass. Keys are checked for repeats once the pass is over; if there are
+        # any, that write is abandoned (unreferenced segments) and a second pass rejects them.
+        table = open_table(source, filename=filename, format=format, encoding=encoding)
+        only = key_fields if chosen == "delete" else None
+        validator = Validator(schema, table.columns, only_fields=only)
+        validator.known_repeats = repeats
+        tally = Tally()
         try:
+            if chosen == "append" and not repeats:
+                _seed_stored_keys(db, hub, dataset, validator)
+            batches = _validated(table, validator, tally, max_error_rate, progress, not repeats)
             version, extra = _store(
                 db, hub, actor, dataset, schema, chosen, key_fields, validator, batches
             )
             status = IngestStatus.stored
         except ErrorRateExceeded:
             version, extra, status = None, {}, IngestStatus.rejected
-    finally:
-        validator.close()
+        except RepeatsFound as found:
+            repeats = found.repeats
+            continue
+        finally:
+            validator.close()
+        break
     extra["seconds"] = round(time.perf_counter() - clock, 3)
     record = _record(
         db,
@@ -169,8 +184,9 @@ def _validated(
     tally: Tally,
     max_error_rate: float,
     progress: Progress | None,
+    find_repeats: bool,
 ) -> Iterator[pa.RecordBatch]:
-    """The accepted rows, batch by batch; raises at the end if too many were rejected."""
+    """The accepted rows, batch by batch; raises at the end on repeats or too many rejects."""
     for batch in table:
         outcome = validator.validate(batch, tally.rows_read + 1)
         tally.rows_read += batch.num_rows
@@ -182,6 +198,10 @@ def _validated(
             progress(tally.rows_read, table.bytes_read.value)
         if outcome.accepted.num_rows:
             yield outcome.accepted
+    if find_repeats:
+        repeats = validator.repeats()
+        if repeats:
+            raise RepeatsFound(repeats)
     if tally.rows_read and tally.rows_rejected / tally.rows_read > max_error_rate:
         raise ErrorRateExceeded
 
@@ -315,7 +335,7 @@ def _record(
         dataset_id=dataset.id,
         actor_email=actor.email,
         filename=filename[:300],
-        file_sha256=_sha256(source),
+        file_sha256=table.sha256() or _sha256(source),
         file_bytes=table.size or 0,
         format=table.format,
         mode=mode,

@@ -40,9 +40,10 @@ def clean_text(raw: pa.Array, missing_values: Sequence[str]) -> tuple[pa.Array, 
     """Trimmed text with missing-value markers turned into nulls, and the missing mask."""
     text = pc.utf8_trim_whitespace(raw)
     markers = pa.array(sorted({v.strip() for v in missing_values}), pa.string())
-    missing = pc.fill_null(pc.is_in(text, markers), True) if len(markers) else pc.is_null(text)
-    missing = pc.or_(missing, pc.is_null(text))
-    return pc.if_else(missing, None, text), missing
+    marked = pc.is_in(text, markers)  # false for nulls
+    if not pc.any(marked).as_py():
+        return text, pc.is_null(text)
+    return pc.if_else(marked, None, text), pc.or_(marked, pc.is_null(text))
 
 
 def parse_geopoint(values: pa.Array, fmt: str | None) -> pa.Array:

@@ -10,6 +10,7 @@ hashes that spills to disk instead of growing memory with the file.
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import shutil
@@ -25,7 +26,6 @@ import pyarrow.compute as pc
 
 from civicshare.catalog.tableschema import SchemaField, TableSchema
 from civicshare.errors import Invalid
-from civicshare.ingest import parsing
 from civicshare.ingest.infer import sql_name
 from civicshare.ingest.standardise import FieldStandardiser, fold_enum
 
@@ -110,62 +110,59 @@ def match_columns(schema: TableSchema, columns: Sequence[str]) -> dict[str, str 
     return found
 
 
-class UniqueTracker:
-    """Which keys were already seen, across all batches of one ingest.
+class KeyLedger:
+    """Every key seen in one pass over a file, to find repeats once the pass is over.
 
-    Keys are stored as 64-bit hashes salted with a random secret that lives only in this
-    object: the temporary database can spill to disk without writing key values (which may be
-    personal) in a recoverable form. A collision would reject a row as a duplicate wrongly;
-    at 10 million keys the chance is about 3 in a million.
+    Appending each batch's keys is cheap; the repeats are found by one aggregate at the end, so
+    checking a clean file costs one insert per batch and no per-batch lookups. Keys are kept as
+    64-bit hashes salted with a secret that lives only in this object, so the temporary database
+    may spill to disk without writing key values (which may be personal) in a recoverable form.
+    A hash collision would flag a row as a repeat wrongly: about 3 in a million at 10 million
+    keys. Memory is capped; beyond it DuckDB spills to its private temporary folder.
     """
 
-    def __init__(self, memory_limit: str = "256MB") -> None:
-        self._folder = tempfile.mkdtemp(prefix="civicshare-unique-")
+    def __init__(self, memory_limit: str = "128MB") -> None:
+        self._folder = tempfile.mkdtemp(prefix="civicshare-keys-")
         os.chmod(self._folder, 0o700)
-        self._db = duckdb.connect(os.path.join(self._folder, "keys.duckdb"))
+        self._db = duckdb.connect(":memory:")
         self._db.execute(f"SET memory_limit='{memory_limit}'")
         self._db.execute(f"SET temp_directory='{self._folder}'")
-        self._db.execute("SET threads=2")
+        self._db.execute("SET preserve_insertion_order=false")
         self._salt = secrets.token_hex(16)
-        self._tables: set[str] = set()
+        self._tables: dict[str, str] = {}
 
-    def _table(self, name: str) -> str:
-        table = "seen_" + sql_name(name)
-        if table not in self._tables:
-            self._db.execute(f'CREATE TABLE "{table}" (h UBIGINT)')
-            self._tables.add(table)
-        return table
+    def _table(self, rule: str) -> str:
+        if rule not in self._tables:
+            table = f"keys_{len(self._tables)}"
+            self._db.execute(f"CREATE TABLE {table} (row_number BIGINT, h UBIGINT)")
+            self._tables[rule] = table
+        return self._tables[rule]
 
-    def seed(self, name: str, keys: pa.Table) -> None:
-        """Record keys that already exist (the stored version, for appends)."""
-        table = self._table(name)
+    def record(self, rule: str, keys: pa.Table, rows: pa.Array) -> None:
+        """Note the keys of ``rows`` (stored keys are recorded as row 0, before any file row)."""
+        table = self._table(rule)
         columns = ", ".join(f'"{c}"' for c in keys.column_names)
-        view = keys  # noqa: F841 (read by DuckDB by name)
-        self._db.execute(f'INSERT INTO "{table}" SELECT hash(?, {columns}) FROM view', [self._salt])
-
-    def duplicates(self, name: str, keys: pa.Table, candidates: pa.Array) -> pa.Array:
-        """A mask of the rows whose key was seen before (earlier in the batch or before it).
-
-        ``candidates`` marks the rows to consider; their keys are then recorded as seen.
-        """
-        table = self._table(name)
-        columns = ", ".join(f'"{c}"' for c in keys.column_names)
-        batch = keys.append_column(ROW_INDEX, pa.array(range(keys.num_rows), pa.int64()))
-        batch = batch.filter(candidates)
+        incoming = keys.append_column(ROW_INDEX, rows)  # noqa: F841 (read by DuckDB by name)
         self._db.execute(
-            f"CREATE OR REPLACE TEMP TABLE incoming AS "
-            f"SELECT {ROW_INDEX} AS i, hash(?, {columns}) AS h FROM batch",
+            f"INSERT INTO {table} SELECT {ROW_INDEX}, hash(?, {columns}) FROM incoming",
             [self._salt],
         )
-        rows = self._db.execute(
-            f"""SELECT i FROM (
-                    SELECT i, h, row_number() OVER (PARTITION BY h ORDER BY i) AS n FROM incoming
-                ) AS numbered
-                WHERE n > 1 OR h IN (SELECT h FROM "{table}")"""
-        ).to_arrow_table()
-        self._db.execute(f'INSERT INTO "{table}" SELECT DISTINCT h FROM incoming')
-        mask = pc.is_in(pa.array(range(keys.num_rows), pa.int64()), rows.column(0))
-        return mask
+
+    def repeats(self) -> dict[str, pa.Array]:
+        """Per rule, the row numbers whose key an earlier row (or the stored data) already had."""
+        found: dict[str, pa.Array] = {}
+        for rule, table in self._tables.items():
+            rows = self._db.execute(
+                f"""WITH firsts AS (
+                        SELECT h, min(row_number) AS first FROM {table}
+                        GROUP BY h HAVING count(*) > 1
+                    )
+                    SELECT k.row_number FROM {table} AS k JOIN firsts USING (h)
+                    WHERE k.row_number > firsts.first ORDER BY k.row_number"""
+            ).to_arrow_table()
+            if rows.num_rows:
+                found[rule] = rows.column(0).combine_chunks()
+        return found
 
     def close(self) -> None:
         self._db.close()
@@ -207,7 +204,9 @@ class Validator:
             f.name: FieldStandardiser(f, schema.missingValues) for f in self.fields
         }
         self.bounds = {f.name: self._bounds(f) for f in self.fields}
-        self.uniques = UniqueTracker()
+        self.ledger = KeyLedger()
+        # Repeated keys found by an earlier pass over the same file (see ``repeats``).
+        self.known_repeats: dict[str, pa.Array] = {}
         self.unique_fields = [
             f.name for f in self.fields if f.constraints.unique and [f.name] != schema.primaryKey
         ]
@@ -215,7 +214,11 @@ class Validator:
         self.details_left = MAX_DETAILS
 
     def close(self) -> None:
-        self.uniques.close()
+        self.ledger.close()
+
+    def repeats(self) -> dict[str, pa.Array]:
+        """Rows whose primary key or unique value repeats an earlier one, after a full pass."""
+        return self.ledger.repeats()
 
     def _bounds(self, schema_field: SchemaField) -> dict[str, pa.Scalar]:
         """``minimum``/``maximum`` converted to the field's stored type."""
@@ -236,11 +239,15 @@ class Validator:
 
     def seed_existing(self, keys: pa.Table) -> None:
         """Keys already stored (appends must not repeat them)."""
+        zeros = pa.array([0] * keys.num_rows, pa.int64())
         if self.primary_key and all(k in keys.column_names for k in self.primary_key):
-            self.uniques.seed("primaryKey", keys.select(self.primary_key))
+            self.ledger.record("primaryKey", keys.select(self.primary_key), zeros)
         for name in self.unique_fields:
             if name in keys.column_names:
-                self.uniques.seed(name, keys.select([name]).filter(pc.is_valid(keys.column(name))))
+                present = pc.is_valid(keys.column(name))
+                self.ledger.record(
+                    f"unique:{name}", keys.select([name]).filter(present), zeros.filter(present)
+                )
 
     def validate(self, batch: pa.RecordBatch, first_row: int) -> BatchOutcome:
         """Standardise ``batch`` (rows numbered from ``first_row``) and reject failing rows."""
@@ -274,7 +281,7 @@ class Validator:
             failures.extend(checks)
             columns[schema_field.name] = values
         rejected = _any(rows, [mask for _, _, mask, _, _ in failures])
-        failures.extend(self._uniqueness(columns, raw_columns, pc.invert(rejected)))
+        failures.extend(self._uniqueness(columns, raw_columns, first_row))
         rejected = _any(rows, [mask for _, _, mask, _, _ in failures])
         accepted = pa.RecordBatch.from_arrays(
             [columns[f.name] for f in self.fields], schema=self.target.remove_metadata()
@@ -345,31 +352,69 @@ class Validator:
         return values, checks
 
     def _uniqueness(
-        self, columns: dict[str, pa.Array], raw: dict[str, pa.Array], candidates: pa.Array
+        self, columns: dict[str, pa.Array], raw: dict[str, pa.Array], first_row: int
     ) -> list[tuple[str | None, str, pa.Array, pa.Array | None, str]]:
+        """Record this batch's keys; flag the rows an earlier pass found to be repeats.
+
+        The first occurrence of a key wins, whatever else is wrong with its row (as in
+        Frictionless): a later row with the same key is a repeat.
+        """
         checks: list[tuple[str | None, str, pa.Array, pa.Array | None, str]] = []
+        size = len(next(iter(columns.values()))) if columns else 0
+        numbers = row_numbers(first_row, size)
         if self.primary_key:
             keys = pa.table({name: columns[name] for name in self.primary_key})
-            duplicate = self.uniques.duplicates("primaryKey", keys, candidates)
+            complete = _all_valid(keys)
+            self.ledger.record("primaryKey", keys.filter(complete), numbers.filter(complete))
             label = ", ".join(self.primary_key)
-            first = self.primary_key[0] if len(self.primary_key) == 1 else None
+            single = len(self.primary_key) == 1
             checks.append(
                 (
-                    first if first else label,
+                    self.primary_key[0] if single else label,
                     "primaryKey",
-                    duplicate,
-                    raw[self.primary_key[0]] if first else None,
-                    f"repeats a primary key ({label}) already seen",
+                    self._known(numbers, "primaryKey"),
+                    raw[self.primary_key[0]] if single else None,
+                    f"repeats a primary key ({label}) of an earlier row",
                 )
             )
-            candidates = pc.and_(candidates, pc.invert(duplicate))
         for name in self.unique_fields:
-            present = pc.and_(candidates, pc.is_valid(columns[name]))
-            keys = pa.table({name: columns[name]})
-            duplicate = self.uniques.duplicates(name, keys, present)
-            checks.append((name, "unique", duplicate, raw[name], "repeats a value already seen"))
-            candidates = pc.and_(candidates, pc.invert(duplicate))
+            present = pc.is_valid(columns[name])
+            keys = pa.table({name: columns[name]}).filter(present)
+            self.ledger.record(f"unique:{name}", keys, numbers.filter(present))
+            checks.append(
+                (
+                    name,
+                    "unique",
+                    self._known(numbers, f"unique:{name}"),
+                    raw[name],
+                    "repeats the value of an earlier row",
+                )
+            )
         return checks
+
+    def _known(self, numbers: pa.Array, rule: str) -> pa.Array:
+        repeats = self.known_repeats.get(rule)
+        if repeats is None or len(repeats) == 0:
+            return pa.array([False] * len(numbers), pa.bool_())
+        return pc.is_in(numbers, repeats)
+
+
+@functools.lru_cache(maxsize=4)
+def _offsets(size: int) -> pa.Array:
+    return pa.array(range(size), pa.int64())
+
+
+def row_numbers(first: int, size: int) -> pa.Array:
+    """``first, first + 1, …`` as an int64 array (built once per batch size)."""
+    return pc.add(_offsets(size), first)
+
+
+def _all_valid(table: pa.Table) -> pa.Array:
+    masks = [pc.is_valid(column) for column in table.columns]
+    result = masks[0]
+    for mask in masks[1:]:
+        result = pc.and_(result, mask)
+    return result.combine_chunks() if isinstance(result, pa.ChunkedArray) else result
 
 
 def _match_subset(
@@ -414,14 +459,3 @@ def _collect(
         text = None if value is None else str(value)[:MAX_VALUE_CHARS]
         outcome.rejections.append(Rejection(first_row + index, name, rule, message, text))
     return len(indices)
-
-
-__all__ = [
-    "RULES",
-    "BatchOutcome",
-    "Rejection",
-    "UniqueTracker",
-    "Validator",
-    "match_columns",
-    "parsing",
-]

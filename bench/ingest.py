@@ -1,0 +1,293 @@
+"""Validated ingest vs DuckDB's CSV→Parquet copy and vs `frictionless validate`, same run.
+
+    python -m bench ingest [--rows 1000000] [--big-rows 10000000] [--skip-frictionless]
+
+Generates a 9-column CSV (ids, names, dates, ZIP, category, integers) into bench/.data/, then
+times, each in a fresh process so peak RSS is the process's own:
+  * civicshare: ingest_file into a new encrypted version (validation of every rule in the schema,
+    standardisation, Parquet + AES-256-GCM segments, metadata commit);
+  * DuckDB: COPY (SELECT * FROM read_csv(...)) TO ... (FORMAT parquet);
+  * frictionless validate with the same Table Schema.
+Peak RSS of the civicshare ingest is measured for --rows and --big-rows files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+DATA = Path(__file__).parent / ".data"
+SCHEMA: dict[str, Any] = {
+    "fields": [
+        {"name": "person_id", "type": "integer", "constraints": {"required": True}},
+        {"name": "first_name", "type": "string", "classification": "personal", "pii": "name"},
+        {"name": "last_name", "type": "string", "classification": "personal", "pii": "name"},
+        {
+            "name": "birth_date",
+            "type": "date",
+            "format": "%m/%d/%Y",
+            "classification": "personal",
+            "pii": "dob",
+        },
+        {"name": "visit_date", "type": "date"},
+        {"name": "zip", "type": "string", "constraints": {"pattern": "[0-9]{5}"}},
+        {
+            "name": "category",
+            "type": "string",
+            "constraints": {
+                "enum": [
+                    "housing",
+                    "health",
+                    "transport",
+                    "police",
+                    "fire",
+                    "parks",
+                    "water",
+                    "other",
+                ]
+            },
+        },
+        {"name": "visits", "type": "integer", "constraints": {"minimum": 0}},
+        {"name": "amount", "type": "integer", "constraints": {"minimum": 0, "maximum": 1000000000}},
+    ],
+    "primaryKey": ["person_id"],
+}
+FIRST = [
+    "Ada",
+    "Grace",
+    "Alan",
+    "Edsger",
+    "Barbara",
+    "Donald",
+    "Frances",
+    "Ken",
+    "Margaret",
+    "Dennis",
+    "Radia",
+    "Tim",
+    "Katherine",
+    "John",
+    "Sophie",
+    "Niklaus",
+]
+LAST = [
+    "Lovelace",
+    "Hopper",
+    "Turing",
+    "Dijkstra",
+    "Liskov",
+    "Knuth",
+    "Allen",
+    "Thompson",
+    "Hamilton",
+    "Ritchie",
+    "Perlman",
+    "Berners-Lee",
+    "Johnson",
+    "McCarthy",
+    "Wilson",
+]
+
+
+def generate(rows: int) -> Path:
+    """The benchmark CSV (deterministic; reused if already there)."""
+    import duckdb
+
+    DATA.mkdir(parents=True, exist_ok=True)
+    path = DATA / f"people-{rows}.csv"
+    if path.exists():
+        return path
+    partial = path.with_suffix(".partial")
+    duckdb.sql("SET enable_progress_bar=false")
+    duckdb.sql(
+        f"""COPY (
+            SELECT i AS person_id,
+                   {FIRST!r}[1 + i % {len(FIRST)}] AS first_name,
+                   {LAST!r}[1 + (i // 7) % {len(LAST)}] AS last_name,
+                   strftime(DATE '1940-01-01' + INTERVAL (i * 37 % 25000) DAY, '%m/%d/%Y')
+                       AS birth_date,
+                   strftime(DATE '2020-01-01' + INTERVAL (i % 1800) DAY, '%Y-%m-%d')
+                       AS visit_date,
+                   lpad(CAST(1000 + i * 13 % 98000 AS VARCHAR), 5, '0') AS zip,
+                   ['housing','public-health','transportation','police','fire-rescue',
+                    'parks-recreation','water-utilities','other'][1 + i % 8] AS category,
+                   i % 997 AS visits,
+                   i * 7919 % 1000000000 AS amount
+            FROM range({rows}) AS t(i)
+        ) TO '{partial}' (FORMAT csv, HEADER)"""
+    )
+    partial.rename(path)
+    return path
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child_civicshare(path: Path) -> dict[str, Any]:
+    """One validated ingest into a fresh hub (runs in its own process)."""
+    from civicshare.agency import service as agency_service
+    from civicshare.agency.models import AgencyCreate
+    from civicshare.catalog import service as catalog
+    from civicshare.catalog.models import DatasetCreate
+    from civicshare.catalog.tableschema import TableSchema
+    from civicshare.config import Settings
+    from civicshare.hub import init_home
+    from civicshare.ingest import service as ingest
+    from civicshare.permissions import CLI_ADMIN
+
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as folder:
+        hub, _ = init_home(Settings(home=Path(folder) / "home"))
+        with hub.db.session() as db:
+            agency_service.create_agency(
+                db=db, actor=CLI_ADMIN, data=AgencyCreate(slug="bench", title="Bench")
+            )
+            catalog.create_dataset(
+                db=db,
+                actor=CLI_ADMIN,
+                data=DatasetCreate(
+                    agency="bench",
+                    slug="people",
+                    title="People",
+                    table_schema=TableSchema.model_validate(SCHEMA),
+                ),
+            )
+        started = time.perf_counter()
+        with hub.db.session() as db:
+            dataset = catalog.get_dataset(db=db, ref="bench.people")
+            report = ingest.ingest_file(
+                db=db,
+                hub=hub,
+                actor=CLI_ADMIN,
+                dataset=dataset,
+                source=path,
+                filename=path.name,
+            )
+        seconds = time.perf_counter() - started
+        hub.close()
+    return {
+        "seconds": seconds,
+        "rows": report.rows_accepted,
+        "rejected": report.rows_rejected,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def child_duckdb(path: Path) -> dict[str, Any]:
+    import duckdb
+
+    with tempfile.TemporaryDirectory(prefix="bench-duckdb-") as folder:
+        started = time.perf_counter()
+        duckdb.sql(
+            f"COPY (SELECT * FROM read_csv('{path}')) TO '{folder}/out.parquet' (FORMAT parquet)"
+        )
+        seconds = time.perf_counter() - started
+    return {"seconds": seconds, "peak_rss_mb": peak_rss_mb()}
+
+
+def run_child(kind: str, path: Path) -> dict[str, Any]:
+    output = subprocess.run(
+        [sys.executable, "-m", "bench.ingest", "--child", kind, str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+    ).stdout
+    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+    return result
+
+
+def time_frictionless(path: Path) -> float | None:
+    executable = Path(sys.executable).with_name("frictionless")
+    if not executable.exists():
+        print("frictionless is not installed (pip install -e '.[bench]'); skipped")
+        return None
+    with tempfile.TemporaryDirectory(prefix="bench-fl-") as folder:
+        schema_path = Path(folder) / "schema.json"
+        plain = {
+            "fields": [
+                {k: v for k, v in f.items() if k not in ("classification", "pii")}
+                for f in SCHEMA["fields"]
+            ],
+            "primaryKey": SCHEMA["primaryKey"],
+        }
+        schema_path.write_text(json.dumps(plain))
+        started = time.perf_counter()
+        # Frictionless only opens paths under its working folder unless told to trust them.
+        result = subprocess.run(
+            [
+                str(executable),
+                "validate",
+                path.name,
+                "--schema",
+                str(schema_path),
+                "--json",
+                "--trusted",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=path.parent,
+        )
+        seconds = time.perf_counter() - started
+    report = json.loads(result.stdout) if result.stdout.strip().startswith("{") else {}
+    valid = report.get("valid")
+    print(f"frictionless validate: {seconds:.1f}s (valid={valid}, exit {result.returncode})")
+    return seconds
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench ingest")
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--big-rows", type=int, default=10_000_000)
+    parser.add_argument("--skip-frictionless", action="store_true")
+    parser.add_argument("--skip-big", action="store_true")
+    parser.add_argument("--child", nargs=2, metavar=("KIND", "FILE"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        kind, file = args.child
+        runner = child_civicshare if kind == "civicshare" else child_duckdb
+        print(json.dumps(runner(Path(file))))
+        return
+    print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}")
+    path = generate(args.rows)
+    size_mb = path.stat().st_size / 1e6
+    print(f"file: {path.name}, {args.rows:,} rows, {size_mb:.1f} MB")
+    ours = run_child("civicshare", path)
+    duck = run_child("duckdb", path)
+    assert ours["rows"] == args.rows, ours
+    print(
+        f"civicshare validated ingest: {ours['seconds']:.2f}s "
+        f"({args.rows / ours['seconds']:,.0f} rows/s, {size_mb / ours['seconds']:.1f} MB/s), "
+        f"peak RSS {ours['peak_rss_mb']:.0f} MB"
+    )
+    print(
+        f"duckdb csv->parquet copy:    {duck['seconds']:.2f}s, "
+        f"peak RSS {duck['peak_rss_mb']:.0f} MB"
+    )
+    print(f"ratio civicshare / duckdb: {ours['seconds'] / duck['seconds']:.2f}x (target <= 2x)")
+    if not args.skip_frictionless:
+        frictionless = time_frictionless(path)
+        if frictionless:
+            speedup = frictionless / ours["seconds"]
+            print(f"speed-up over frictionless: {speedup:.1f}x (target >= 20x)")
+    if not args.skip_big:
+        big = generate(args.big_rows)
+        large = run_child("civicshare", big)
+        print(
+            f"civicshare {args.big_rows:,} rows: {large['seconds']:.1f}s, "
+            f"peak RSS {large['peak_rss_mb']:.0f} MB "
+            f"(vs {ours['peak_rss_mb']:.0f} MB for {args.rows:,})"
+        )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

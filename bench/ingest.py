@@ -45,12 +45,12 @@ SCHEMA: dict[str, Any] = {
             "constraints": {
                 "enum": [
                     "housing",
-                    "health",
-                    "transport",
+                    "public-health",
+                    "transportation",
                     "police",
-                    "fire",
-                    "parks",
-                    "water",
+                    "fire-rescue",
+                    "parks-recreation",
+                    "water-utilities",
                     "other",
                 ]
             },

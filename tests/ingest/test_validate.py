@@ -8,6 +8,8 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from civicshare.catalog.tableschema import TableSchema
 from civicshare.errors import Invalid
@@ -208,3 +210,46 @@ def test_population_package_validates_with_its_own_schema() -> None:
     assert table.schema.field("Year").type == pa.int32()
     assert table.schema.field("Value").type == pa.float64()
     assert table.column("Country Code")[0].as_py() == "ABW"
+
+
+AGES = TableSchema.model_validate(
+    {
+        "fields": [
+            {"name": "id", "type": "integer"},
+            {"name": "age", "type": "integer", "constraints": {"minimum": 0, "maximum": 120}},
+        ],
+        "primaryKey": ["id"],
+    }
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 30),
+            st.one_of(st.integers(-5, 130).map(str), st.sampled_from(["", "x", "1.5", " 7 "])),
+        ),
+        max_size=60,
+    ),
+    st.sampled_from([1, 7, 1000]),
+)
+def test_accepted_rows_are_exactly_those_python_accepts(
+    tmp_path: Path, rows: list[tuple[int, str]], batch_rows: int
+) -> None:
+    path = tmp_path / f"ages-{len(rows)}-{batch_rows}.csv"
+    path.write_text("id,age\n" + "".join(f"{i},{a}\n" for i, a in rows))
+    result = run(AGES, path, batch_rows=batch_rows)
+    seen: set[int] = set()
+    expected = []
+    for key, text in rows:
+        first = key not in seen
+        seen.add(key)
+        value = text.strip()
+        ok = value == "" or (value.lstrip("-").isdigit() and 0 <= int(value) <= 120)
+        if first and ok:
+            expected.append({"id": key, "age": int(value) if value else None})
+    assert result["table"].to_pylist() == expected
+    assert result["rejected"] == len(rows) - len(expected)

@@ -15,6 +15,8 @@ import hashlib
 import io
 import json
 import re
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -72,17 +74,54 @@ class ByteCounter:
     digest: Any = field(default_factory=hashlib.sha256)
 
 
-class _CountingReader(io.RawIOBase):
-    """A read-only stream that counts what passes through it."""
+class Backpressure:
+    """Holds a background reader back until the consumer has caught up.
 
-    def __init__(self, inner: BinaryIO, counter: ByteCounter) -> None:
+    Arrow's streaming CSV reader reads ahead on its I/O thread with no bound we can set, so on a
+    large file it buffers hundreds of megabytes before the first batch is even used. The reader
+    thread waits here while it is more than ``ahead`` bytes in front of what was consumed. The
+    wait gives up after ``patience`` seconds without progress, so a row longer than ``ahead``
+    costs time, never a deadlock.
+    """
+
+    def __init__(self, ahead: int, patience: float = 10.0) -> None:
+        self.ahead = ahead
+        self.patience = patience
+        self.consumed = 0
+        self._changed = threading.Condition()
+
+    def wait_for_room(self, read_so_far: int) -> None:
+        with self._changed:
+            deadline = time.monotonic() + self.patience
+            while read_so_far - self.consumed > self.ahead and time.monotonic() < deadline:
+                self._changed.wait(0.5)
+
+    def advance(self, size: int) -> None:
+        with self._changed:
+            self.consumed += size
+            self._changed.notify_all()
+
+    def release(self) -> None:
+        """No more holding back (the consumer is done or gone)."""
+        self.advance(1 << 62)
+
+
+class _CountingReader(io.RawIOBase):
+    """A read-only stream that counts what passes through it (optionally with backpressure)."""
+
+    def __init__(
+        self, inner: BinaryIO, counter: ByteCounter, backpressure: Backpressure | None = None
+    ) -> None:
         self._inner = inner
         self._counter = counter
+        self._backpressure = backpressure
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
+        if self._backpressure is not None:
+            self._backpressure.wait_for_room(self._counter.value)
         data = self._inner.read(len(buffer))
         size = len(data)
         buffer[:size] = data
@@ -334,8 +373,11 @@ def _csv_batches(
         quoted_strings_can_be_null=False,
         null_values=[],
     )
+    backpressure = Backpressure(ahead=4 * CSV_BLOCK_BYTES)
     with source.open() as raw:
-        stream = io.BufferedReader(_CountingReader(raw, counter), buffer_size=1 << 20)
+        counting = _CountingReader(raw, counter, backpressure)
+        stream = io.BufferedReader(counting, buffer_size=1 << 20)
+        reader = None
         try:
             reader = pacsv.open_csv(
                 stream,
@@ -345,8 +387,14 @@ def _csv_batches(
             )
             for batch in reader:
                 yield from _split(batch, batch_rows)
+                backpressure.advance(CSV_BLOCK_BYTES)  # Arrow makes one batch per block
         except pa.ArrowInvalid as exc:
             raise Invalid(_csv_problem(str(exc)), code="malformed_csv") from exc
+        finally:
+            # Let Arrow's reader thread finish before the file closes under it.
+            backpressure.release()
+            if reader is not None:
+                reader.close()
 
 
 def _csv_problem(message: str) -> str:

@@ -78,7 +78,8 @@ class Action(enum.StrEnum):
     key_rotate = "key.rotate"
 
     # -- ingest
-
+    ingest_run = "ingest.run"
+    ingest_read = "ingest.read"
     # -- policy
     agreement_request = "policy.agreement_request"
     agreement_decide = "policy.agreement_decide"
@@ -157,6 +158,8 @@ RULES: dict[str, Rule] = {
     Action.storage_gc: _admin_only,
     Action.key_rotate: _admin_only,
     # -- ingest
+    Action.ingest_run: _admin_or_agency_steward,
+    Action.ingest_read: _admin_or_agency_staff,
     # -- policy
     Action.agreement_request: _admin_or_agency_member,
     Action.agreement_decide: _admin_or_agency_steward,

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from civicshare.cli.common import AsOpt, JsonOpt, console, err_console, open_hub, print_json, unit
+from civicshare.cli.dataset import dataset_app
 
 FileArg = Annotated[
     Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="The data file.")
@@ -233,18 +234,8 @@ def ingests(
         )
 
 
-def _dataset_group(app: typer.Typer) -> typer.Typer:
-    """The catalog's `dataset` command group (registered before this module, by name order)."""
-    for group in app.registered_groups:
-        if group.name == "dataset" and group.typer_instance is not None:
-            return group.typer_instance
-    group_app = typer.Typer(help="Datasets: register, ingest, inspect.", no_args_is_help=True)
-    app.add_typer(group_app, name="dataset")
-    return group_app
-
-
 def register(app: typer.Typer) -> None:
-    group = _dataset_group(app)
-    group.command("infer")(infer)
-    group.command("ingest")(ingest)
-    group.command("ingests")(ingests)
+    # `app` already holds the catalog's `dataset` group (cli/dataset.py registers first).
+    dataset_app.command("infer")(infer)
+    dataset_app.command("ingest")(ingest)
+    dataset_app.command("ingests")(ingests)

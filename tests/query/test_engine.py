@@ -223,3 +223,12 @@ def test_the_sandbox_itself_refuses_files_settings_and_extensions(sql: str) -> N
 
     with pytest.raises(BadRequest):
         sandbox().fetch(sql, {}, max_rows=10)
+
+
+def test_boolean_operators_are_allowed_in_where_clauses() -> None:
+    views = {"health.people": view("health.people", PEOPLE)}
+    sql = (
+        "SELECT n FROM health.people WHERE (zip = '94110' AND age > 30) "
+        "OR (NOT zip = '94110' AND n = 2) ORDER BY n"
+    )
+    assert run(sql, views).table.column(0).to_pylist() == [1, 2, 3]

@@ -162,6 +162,8 @@ def function_name(node: exp.Func) -> str:
 
 def _check_functions(statement: exp.Query) -> None:
     for node in statement.find_all(exp.Func):
+        if isinstance(node, exp.Connector):
+            continue  # AND / OR are operators, though sqlglot models them as functions
         name = function_name(node)
         if name not in ALLOWED:
             shown = node.name if isinstance(node, exp.Anonymous) else node.sql_name()

@@ -76,12 +76,16 @@ CASES: dict[str, Any] = {
 }
 
 
-def register(proc: HubProcess, spec: dict[str, Any]) -> None:
+def create_with_data(proc: HubProcess, spec: dict[str, Any], csv_text: str) -> None:
     with proc.as_role("steward", spec["agency"]) as steward:
         created = steward.post("/api/v1/datasets", json=spec)
         assert created.status_code == 201, created.text
+        path = f"/api/v1/datasets/{spec['agency']}/{spec['slug']}/ingest"
+        files = {"file": (f"{spec['slug']}.csv", csv_text.encode(), "text/csv")}
+        stored = steward.post(path, files=files)
+        assert stored.status_code == 201, stored.text
 
 
 def seed_catalog(proc: HubProcess) -> None:
-    register(proc, BIKES)
-    register(proc, CASES)
+    create_with_data(proc, BIKES, BIKES_CSV)
+    create_with_data(proc, CASES, CASES_CSV)

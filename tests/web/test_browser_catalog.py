@@ -1,4 +1,4 @@
-"""Catalog and open-data pages in Chromium: live search, dataset pages, axe, 320 px."""
+"""Catalog and open-data pages in Chromium: live search, dataset page, chart, axe, 320 px."""
 
 from __future__ import annotations
 
@@ -30,9 +30,25 @@ def test_open_data_search_updates_live(browser: Browser, hub: HubProcess) -> Non
         assert "q=nothing-like-this" in page.url  # the search is bookmarkable
         page.get_by_label("Search datasets").fill("bicycle")
         expect(page.get_by_role("link", name="Bicycle counter readings")).to_be_visible()
-        page.get_by_role("link", name="Bicycle counter readings").click()
+        tab.assert_clean()
+
+
+def test_open_dataset_page_with_chart_and_preview(browser: Browser, hub: HubProcess) -> None:
+    with open_tab(browser, hub.base_url) as tab:
+        tab.goto("/open-data/transport.bike_counts")
+        page = tab.page
         expect(page.get_by_role("heading", level=1)).to_have_text("Bicycle counter readings")
         tab.look("open-dataset")
+        page.get_by_label("Chart a column").select_option("day")
+        page.get_by_role("button", name="Draw the chart").click()
+        expect(page.locator(".chart svg")).to_be_visible()
+        page.get_by_role("button", name="Show the first rows").click()
+        expect(page.get_by_role("table").filter(has_text="First rows")).to_be_visible()
+        tab.look("open-dataset-chart-preview")
+        with page.expect_download() as download:
+            page.get_by_role("link", name="CSV").click()
+        assert download.value.suggested_filename == "bike_counts.csv"
+        tab.assert_clean()
 
 
 def test_staff_catalog_and_restricted_dataset(browser: Browser, hub: HubProcess) -> None:
@@ -45,8 +61,10 @@ def test_staff_catalog_and_restricted_dataset(browser: Browser, hub: HubProcess)
         page.get_by_role("button", name="Log in").click()
         expect(page.get_by_role("heading", level=1)).to_have_text("Catalog")
         tab.look("catalog")
-        page.get_by_label("Classification").select_option("sensitive")
-        expect(page.get_by_role("link", name="Bicycle counter readings")).to_have_count(0)
         page.get_by_role("link", name="Influenza case reports").click()
         expect(page.get_by_text("PII: name")).to_be_visible()
         tab.look("dataset")
+        page.get_by_label("Purpose").select_option("emergency_response")
+        page.get_by_role("button", name="Show the first rows").click()
+        expect(page.get_by_role("alert")).to_be_visible()
+        tab.look("dataset-refused")

@@ -32,12 +32,14 @@ templates = Jinja2Templates(
 )
 templates.env.globals["version"] = __version__
 
-# Scripts and styles come only from the hub itself (everything is vendored); no inline script.
+# Scripts come only from the hub itself (everything is vendored); no inline script, no eval.
+# Inline *styles* are allowed: Vega's SVG renderer writes style attributes on the chart's
+# elements. Styles cannot run code, so scripts stay locked down.
 CONTENT_SECURITY_POLICY = "; ".join(
     [
         "default-src 'self'",
         "script-src 'self'",
-        "style-src 'self'",
+        "style-src 'self' 'unsafe-inline'",
         "img-src 'self' data:",
         "font-src 'self'",
         "connect-src 'self'",

@@ -1,0 +1,119 @@
+"""DESIGN.md §1 scenarios walked through the portal in Chromium, as far as the pages go.
+
+Scenario 4 end to end: a steward's data is published, an analyst of another agency requests
+access, the steward approves, the analyst reads under the agreement and downloads, the steward
+revokes, the analyst is refused at once, and the agreement's history still shows what was read.
+Scenario 3: the public browses, charts and downloads open data (see test_browser_catalog).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from playwright.sync_api import Browser, expect
+
+from tests.support.hubproc import HubProcess
+from tests.web.browser import Tab, open_tab
+from tests.web.seed import seed_catalog
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def hub(hub_process: HubProcess) -> HubProcess:
+    seed_catalog(hub_process)
+    return hub_process
+
+
+@contextmanager
+def logged_in(browser: Browser, hub: HubProcess, role: str, agency: str) -> Iterator[Tab]:
+    login = hub.login(role, agency)
+    with open_tab(browser, hub.base_url) as tab:
+        tab.goto("/login")
+        tab.page.get_by_label("Email address").fill(login.email)
+        tab.page.get_by_label("Password").fill(login.password)
+        tab.page.get_by_role("button", name="Log in").click()
+        expect(tab.page.get_by_text(f"Welcome, {login.email}")).to_be_visible()
+        yield tab
+
+
+def _preview(tab: Tab) -> None:
+    tab.goto("/catalog/health.flu_cases")
+    tab.page.get_by_label("Purpose").select_option("emergency_response")
+    tab.page.get_by_role("button", name="Show the first rows").click()
+
+
+def test_revoked_agreement_stops_access_at_once(browser: Browser, hub: HubProcess) -> None:
+    with (
+        logged_in(browser, hub, "analyst", "fire_ems") as analyst,
+        logged_in(browser, hub, "steward", "health") as steward,
+    ):
+        # The analyst finds the dataset and asks for access.
+        a = analyst.page
+        analyst.goto("/catalog/health.flu_cases")
+        a.get_by_role("link", name="Request access").click()
+        expect(a.get_by_role("heading", level=1)).to_contain_text("Request access")
+        a.get_by_role("button", name="Send the request").click()
+        expect(a.locator("#f-title-error")).to_be_visible()  # nothing filled in yet
+        analyst.look("agreement-request-errors")
+        a.get_by_label("Title of the agreement").fill("Flu cases for EMS planning")
+        a.get_by_label("Purpose").select_option("emergency_response")
+        a.get_by_label("Legal basis").fill("Public Health Act s. 12")
+        a.get_by_label("Treatment of patient_name").select_option("redact")
+        a.get_by_role("checkbox", name="patient_name").uncheck()
+        analyst.look("agreement-request")
+        a.get_by_role("button", name="Send the request").click()
+        expect(a.get_by_text("requested", exact=True)).to_be_visible()
+        agreement_url = a.url
+
+        # The steward finds it in the inbox and approves it.
+        s = steward.page
+        steward.goto("/agreements")
+        steward.look("agreements-inbox")
+        s.get_by_role("link", name="Flu cases for EMS planning").first.click()
+        steward.look("agreement-requested")
+        s.get_by_label("Reason").fill("Approved for the flu season.")
+        s.get_by_role("button", name="Approve").click()
+        expect(s.get_by_text("active", exact=True)).to_be_visible()
+
+        # The analyst reads under the agreement: no names, pseudonymous ids.
+        _preview(analyst)
+        expect(a.get_by_role("table").filter(has_text="First rows")).to_be_visible()
+        expect(a.get_by_text("Person 1", exact=True)).to_have_count(0)
+        with a.expect_download() as download:
+            a.get_by_role("link", name="CSV").click()
+        assert "patient_name" not in download.value.path().read_text().splitlines()[0]
+
+        # The steward revokes; a reason is required and kept on error.
+        s.reload()
+        s.get_by_role("button", name="Revoke now").click()
+        expect(s.locator("#f-reason-error")).to_be_visible()
+        steward.look("agreement-revoke-error")
+        s.get_by_label("Reason").fill("Season over.")
+        s.get_by_role("button", name="Revoke now").click()
+        expect(s.get_by_text("revoked", exact=True)).to_be_visible()
+
+        # The very next read is refused; the history proves what was read before.
+        _preview(analyst)
+        expect(a.get_by_role("alert")).to_be_visible()
+        expect(a.get_by_role("table").filter(has_text="First rows")).to_have_count(0)
+        analyst.page.goto(agreement_url)
+        history = a.get_by_role("region", name="Access history")
+        expect(history).to_contain_text("query.run")
+        analyst.look("agreement-revoked")
+
+
+def test_auditor_verifies_the_log(browser: Browser, hub: HubProcess) -> None:
+    with logged_in(browser, hub, "auditor", "health") as auditor:
+        auditor.page.get_by_role("navigation", name="Main").get_by_role(
+            "link", name="Audit"
+        ).click()
+        expect(auditor.page.get_by_role("heading", level=1)).to_have_text("Audit")
+        auditor.look("audit")
+        auditor.page.get_by_role(
+            "button", name="Verify the whole log against the checkpoint"
+        ).click()
+        expect(auditor.page.get_by_role("status").filter(has_text="Verified.")).to_be_visible()
+        auditor.look("audit-verified")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -19,19 +20,24 @@ import pytest
 from civicshare.catalog import service as catalog
 from civicshare.config import Settings
 from civicshare.demo.city import RECORD_SET_SPECS, generate_city
+from civicshare.demo.realdata import REAL_DATASETS, RealDataset
 from civicshare.demo.service import CREDENTIALS_FILE, DEMO_AGENCIES
 from civicshare.hub import Hub
 from civicshare.permissions import CLI_ADMIN
 from civicshare.policy import service as policy
 from civicshare.storage import service as storage
-from tests.conftest import BACKENDS, database_for
+from tests.conftest import BACKENDS, REALDATA, database_for
 from tests.support.hubproc import free_port
 
 
 def run_demo(settings: Settings, *extra: str) -> subprocess.CompletedProcess[str]:
     environment = dict(os.environ)
     environment.pop("CIVICSHARE_HOME", None)
-    environment.update(CIVICSHARE_DATABASE_URL=settings.resolved_database_url, COLUMNS="200")
+    environment.update(
+        CIVICSHARE_DATABASE_URL=settings.resolved_database_url,
+        CIVICSHARE_REALDATA=str(REALDATA),
+        COLUMNS="200",
+    )
     command = ["demo", "--setup-only", "--home", str(settings.home), "--people", "500", *extra]
     return subprocess.run(
         [sys.executable, "-m", "civicshare", *command],
@@ -82,6 +88,14 @@ def test_setup_shows_its_progress(demo_run: DemoRun) -> None:
     assert "Creating the demo agencies and logins" in demo_run.progress
     assert "Generating the sample city: 500 residents" in demo_run.progress
     assert "Stored health.cases" in demo_run.progress
+    assert "Ingested transport.air_quality_pm25 version 2" in demo_run.progress
+
+
+def data_rows(path: Path) -> int:
+    if path.suffix == ".json":
+        return len(json.loads(path.read_text()))
+    with path.open(newline="", encoding="utf-8") as handle:
+        return sum(1 for _ in csv.reader(handle)) - 1
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +120,24 @@ def test_the_person_level_records_are_stored_exactly_and_protected(demo_hub: Hub
             expected = city.record_set(spec.ref).table
             assert stored.num_rows == expected.num_rows > 0
             assert stored.to_pylist() == expected.to_pylist(), spec.ref
+
+
+@pytest.mark.parametrize("real", REAL_DATASETS, ids=lambda real: real.ref)
+def test_every_real_file_becomes_a_version_with_all_its_rows(
+    demo_hub: Hub, real: RealDataset
+) -> None:
+    with demo_hub.db.session() as db:
+        dataset = catalog.get_dataset(db=db, ref=real.ref)
+        versions = storage.list_versions(db=db, dataset=dataset)
+        assert dataset.visibility == real.visibility.value
+        assert dataset.license == real.license
+        if real.visibility == "public":
+            assert catalog.current_schema(db=db, dataset=dataset).protected_fields() == []
+    assert len(versions) == len(real.files)
+    expected = 0
+    for version, name in zip(versions, real.files, strict=True):
+        expected += data_rows(REALDATA / name)
+        assert version.row_count == expected, name
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +170,13 @@ def served(demo_run: DemoRun) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_the_public_sees_exactly_the_public_real_datasets(served: str) -> None:
+    response = httpx.get(served + "/api/v1/datasets", params={"limit": 100}, timeout=30)
+    assert response.status_code == 200, response.text
+    refs = {item["ref"] for item in response.json()["items"]}
+    assert refs == {real.ref for real in REAL_DATASETS if real.visibility == "public"}
 
 
 def test_the_served_demo_hub_lists_the_five_agencies(served: str, demo_run: DemoRun) -> None:
@@ -178,3 +217,8 @@ def test_a_second_setup_reuses_everything(demo_run: DemoRun, demo_hub: Hub) -> N
             dataset = catalog.get_dataset(db=db, ref=spec.ref)
             assert len(storage.list_versions(db=db, dataset=dataset)) == 1
         assert len(policy.list_agreements(db=db, actor=CLI_ADMIN)) == 2
+    assert "Ingested" not in again.stderr
+    with demo_hub.db.session() as db:
+        for real in REAL_DATASETS:
+            dataset = catalog.get_dataset(db=db, ref=real.ref)
+            assert len(storage.list_versions(db=db, dataset=dataset)) == len(real.files)

@@ -62,11 +62,18 @@ class HubProcess:
 
 
 @contextmanager
-def start_hub_process(settings: Settings, *, people: int = 300) -> Iterator[HubProcess]:
+def start_hub_process(
+    settings: Settings, *, people: int = 300, realdata: bool = False
+) -> Iterator[HubProcess]:
+    """A served hub with the demo logins and a small sample city.
+
+    The real open-data files are left out unless ``realdata``: ingesting them takes seconds,
+    which every module's hub would pay (tests/demo runs the full demo).
+    """
     hub, _ = init_home(settings)
-    # Only agencies and logins: the tests sharing this hub publish datasets of their own
-    # (tests/demo runs the whole demo setup).
-    logins = setup_city(hub, people=people, seed=7, datasets=False)
+    # Only agencies and logins unless ``realdata``: the tests sharing this hub publish datasets
+    # of their own (tests/demo runs the whole demo setup).
+    logins = setup_city(hub, people=people, seed=7, datasets=realdata, load_realdata=realdata)
     hub.close()
     port = free_port()
     log_file = settings.home / "serve.log"

@@ -19,6 +19,16 @@ def demo(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     people: Annotated[int, typer.Option(min=100, help="Residents in the sample city.")] = 20_000,
     seed: Annotated[int, typer.Option(help="Seed of the sample city.")] = 2026,
+    realdata: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder of real open-data files to load "
+            "(default: $CIVICSHARE_REALDATA or ../shared/realdata).",
+        ),
+    ] = None,
+    no_realdata: Annotated[
+        bool, typer.Option("--no-realdata", help="Leave the real open-data files out.")
+    ] = False,
     setup_only: Annotated[
         bool, typer.Option("--setup-only", help="Prepare the home and exit without serving.")
     ] = False,
@@ -40,7 +50,14 @@ def demo(
             status.update(f"{message}…")
             err_console.print(f"[dim]·[/dim] {message}")
 
-        logins = setup_city(hub, people=people, seed=seed, progress=progress)
+        logins = setup_city(
+            hub,
+            people=people,
+            seed=seed,
+            progress=progress,
+            realdata=realdata,
+            load_realdata=not no_realdata,
+        )
     hub.close()
     if as_json:
         print_json(

@@ -34,8 +34,15 @@ from civicshare.demo.city import (
     RecordSet,
     generate_city,
 )
+from civicshare.demo.realdata import (
+    REAL_DATASETS,
+    dataset_create,
+    default_realdata_dir,
+    reviewed_schema,
+)
 from civicshare.errors import NotFound
 from civicshare.hub import Hub
+from civicshare.ingest import service as ingest
 from civicshare.permissions import CLI_ADMIN
 from civicshare.policy import service as policy
 from civicshare.policy.models import AgreementRequest, DatasetGrant
@@ -92,17 +99,22 @@ def setup_city(
     seed: int = 2026,
     progress: Progress | None = None,
     datasets: bool = True,
+    realdata: Path | None = None,
+    load_realdata: bool = True,
 ) -> list[DemoLogin]:
     """Create the demo agencies, logins, datasets and agreements once; later runs reuse them.
 
     Each dataset is stored in a transaction of its own, so an interrupted setup resumes where
     it stopped. ``datasets=False`` stops after the agencies and logins (test hubs whose tests
-    publish datasets of their own).
+    publish datasets of their own). ``realdata`` is the folder of real open-data files (default:
+    see ``default_realdata_dir``); ``load_realdata=False`` leaves them out.
     """
     say = progress or _quiet
     logins = _ensure_logins(hub, say)
     if datasets:
         _load_person_records(hub, people=people, seed=seed, say=say)
+        if load_realdata:
+            _load_real_datasets(hub, root=realdata or default_realdata_dir(), say=say)
         _ensure_agreements(hub, say)
     return logins
 
@@ -233,6 +245,45 @@ def _ensure_agreements(hub: Hub, say: Progress) -> None:
             made = policy.request_agreement(db=db, actor=CLI_ADMIN, data=request)
             policy.approve_agreement(db=db, actor=CLI_ADMIN, agreement_id=made.public_id)
             say(f"Agreement {request.datasets[0].dataset} -> {request.recipient}: {request.title}")
+
+
+def _load_real_datasets(hub: Hub, *, root: Path, say: Progress) -> None:
+    if not root.is_dir():
+        say(f"No real open data at {root}: skipping it (set CIVICSHARE_REALDATA to load it)")
+        return
+    for real in REAL_DATASETS:
+        with hub.db.session() as db:
+            done = _version_count(db, real.ref)
+        if done >= len(real.files):
+            say(f"Reusing {real.ref}")
+            continue
+        missing = [name for name in real.files if not (root / name).is_file()]
+        if missing:
+            say(f"Skipping {real.ref}: {', '.join(missing)} not found under {root}")
+            continue
+        if done == 0:
+            table_schema = reviewed_schema(real, root)
+            with hub.db.session() as db:
+                _ensure_dataset(db, dataset_create(real, table_schema, agency_contact(real.agency)))
+        for name in real.files[done:]:
+            with hub.db.session() as db:
+                dataset = catalog.get_dataset(db=db, ref=real.ref)
+                report = ingest.ingest_file(
+                    db=db,
+                    hub=hub,
+                    actor=CLI_ADMIN,
+                    dataset=dataset,
+                    source=root / name,
+                    filename=Path(name).name,
+                    mode="append",
+                )
+            if report.version is None:
+                say(f"{real.ref}: {name} was rejected ({report.rows_rejected:,} bad rows)")
+                break
+            say(
+                f"Ingested {real.ref} version {report.version}: {report.rows_accepted:,} rows"
+                + (f" ({report.rows_rejected:,} quarantined)" if report.rows_rejected else "")
+            )
 
 
 def _version_count(db: Session, ref: str) -> int:

@@ -16,7 +16,7 @@ from civicshare.hub import Hub
 from civicshare.permissions import CLI_ADMIN
 from civicshare.query.service import run_query
 from civicshare.storage import service as storage
-from tests.conftest import REALDATA
+from tests.conftest import IN_CI, REALDATA
 from tests.policy.kit import agreement
 from tests.support.datasets import make_dataset, person
 
@@ -57,7 +57,10 @@ def read_calls() -> pa.Table:
 @pytest.fixture
 def calls(hub: Hub) -> pa.Table:
     if not CALLS.exists():
-        pytest.skip(f"real data missing: {CALLS}")
+        message = f"real data missing: {CALLS}"
+        if IN_CI:
+            pytest.fail(message + " — CI runs beside ../shared/realdata", pytrace=False)
+        pytest.skip(message)
     table = read_calls()
     with hub.db.session() as db:
         dataset = make_dataset(db, "fire_ems.calls", SCHEMA, visibility="hub")

@@ -192,7 +192,7 @@ def test_every_record_traces_to_a_generated_person_as_labelled(people: int, seed
         cols = identity_columns(record_set)
         truth = record_set.ground_truth.to_pylist()
         for record, row in zip(record_set.table.to_pylist(), truth, strict=True):
-            assert 1 <= row["person_id"] <= people
+            assert 0 < row["person_id"] <= people
             person = residents[row["person_id"] - 1]
             assert person["person_id"] == row["person_id"]
             labels = set(row["variations"])

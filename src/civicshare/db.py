@@ -17,8 +17,11 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+from civicshare.errors import Conflict
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -35,6 +38,17 @@ class Base(DeclarativeBase):
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def flush_or_conflict(db: Session, message: str, *, code: str) -> None:
+    """Flush pending rows; a unique or key violation becomes a ``Conflict`` with ``code``.
+
+    The constraint is the arbiter for races between two writers, so checking first is not enough.
+    """
+    try:
+        db.flush()
+    except IntegrityError as exc:
+        raise Conflict(message, code=code) from exc
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):

@@ -6,7 +6,6 @@ import datetime as dt
 import secrets
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from civicshare import crypto
@@ -21,7 +20,7 @@ from civicshare.agency.models import (
     UserCreate,
 )
 from civicshare.audit import service as audit
-from civicshare.db import utcnow
+from civicshare.db import flush_or_conflict, utcnow
 from civicshare.errors import Conflict, Invalid, NotFound, Unauthenticated
 from civicshare.permissions import Action, Actor, authorize
 
@@ -47,7 +46,7 @@ def create_agency(*, db: Session, actor: Actor, data: AgencyCreate) -> Agency:
         contact_email=str(data.contact_email) if data.contact_email else None,
     )
     db.add(agency)
-    _flush_or_conflict(db, f"agency '{data.slug}' already exists", "agency_exists")
+    flush_or_conflict(db, f"agency '{data.slug}' already exists", code="agency_exists")
     audit.record(db, actor=actor, action="agency.create", agency=agency.slug, resource=agency.slug)
     return agency
 
@@ -88,7 +87,7 @@ def create_user(*, db: Session, actor: Actor, data: UserCreate) -> User:
         password_hash=crypto.hash_password(data.password) if data.password else None,
     )
     db.add(user)
-    _flush_or_conflict(db, f"user '{email}' already exists", "user_exists")
+    flush_or_conflict(db, f"user '{email}' already exists", code="user_exists")
     audit.record(
         db,
         actor=actor,
@@ -314,10 +313,3 @@ def _record_login_failure(db: Session, *, user: User | None, reason: str) -> Non
         reason=reason,
         agency=user.agency.slug if user and user.agency else None,
     )
-
-
-def _flush_or_conflict(db: Session, message: str, code: str) -> None:
-    try:
-        db.flush()
-    except IntegrityError as exc:
-        raise Conflict(message, code=code) from exc

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, or_, select, text, true
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from civicshare.agency import service as agency_service
@@ -24,7 +23,7 @@ from civicshare.catalog.models import (
     Visibility,
 )
 from civicshare.catalog.tableschema import TableSchema, breaking_changes
-from civicshare.db import utcnow
+from civicshare.db import flush_or_conflict, utcnow
 from civicshare.errors import Conflict, Invalid, NotFound
 from civicshare.permissions import Action, Actor, authorize
 
@@ -61,10 +60,7 @@ def create_dataset(*, db: Session, actor: Actor, data: DatasetCreate) -> Dataset
         schema_version=1,
     )
     db.add(dataset)
-    try:
-        db.flush()
-    except IntegrityError as exc:
-        raise Conflict(f"dataset '{ref}' already exists", code="dataset_exists") from exc
+    flush_or_conflict(db, f"dataset '{ref}' already exists", code="dataset_exists")
     _add_schema_version(db, dataset, data.table_schema, actor=actor, number=1, changes=[])
     _index(db, dataset, data.table_schema)
     audit.record(
@@ -267,12 +263,9 @@ def _add_schema_version(
         created_by=actor.email,
     )
     db.add(row)
-    try:
-        db.flush()
-    except IntegrityError as exc:
-        raise Conflict(
-            f"the schema of '{dataset.ref}' changed concurrently; retry", code="concurrent_update"
-        ) from exc
+    flush_or_conflict(
+        db, f"the schema of '{dataset.ref}' changed concurrently; retry", code="concurrent_update"
+    )
     return row
 
 

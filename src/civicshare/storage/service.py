@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from civicshare import crypto
@@ -20,8 +19,8 @@ from civicshare.agency.models import Agency
 from civicshare.audit import service as audit
 from civicshare.catalog import service as catalog
 from civicshare.catalog.models import Dataset
-from civicshare.db import utcnow
-from civicshare.errors import Conflict, Gone, Invalid, NotFound
+from civicshare.db import flush_or_conflict, utcnow
+from civicshare.errors import Gone, Invalid, NotFound
 from civicshare.permissions import Action, Actor, authorize
 from civicshare.storage.models import (
     AgencyKey,
@@ -102,12 +101,9 @@ def write_version(
         details=details,
     )
     db.add(version)
-    try:
-        db.flush()
-    except IntegrityError as exc:
-        raise Conflict(
-            f"another write to '{dataset.ref}' committed first; retry", code="concurrent_write"
-        ) from exc
+    flush_or_conflict(
+        db, f"another write to '{dataset.ref}' committed first; retry", code="concurrent_write"
+    )
     written_rows = sum(segment.row_count for segment in written)
     audit.record(
         db,
@@ -318,13 +314,11 @@ def _data_key(
             wrapped=crypto.aead_encrypt(kek, secret, context=_data_key_context(dataset.id)),
         )
     )
-    try:
-        db.flush()
-    except IntegrityError as exc:
-        raise Conflict(
-            f"another write to '{dataset.ref}' created its key first; retry",
-            code="concurrent_write",
-        ) from exc
+    flush_or_conflict(
+        db,
+        f"another write to '{dataset.ref}' created its key first; retry",
+        code="concurrent_write",
+    )
     audit.record(
         db,
         actor=actor,

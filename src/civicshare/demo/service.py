@@ -13,6 +13,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from civicshare import crypto
 from civicshare.agency import service as agency_service
 from civicshare.agency.models import (
     Agency,
@@ -45,10 +46,13 @@ from civicshare.hub import Hub
 from civicshare.ingest import service as ingest
 from civicshare.permissions import CLI_ADMIN
 from civicshare.policy import service as policy
-from civicshare.policy.models import AgreementRequest, DatasetGrant
+from civicshare.policy.models import AgreementRequest, DatasetGrant, State
+from civicshare.sharing import profiles
+from civicshare.sharing.models import ShareProfile, ShareProfileCreate, share_name
 from civicshare.storage import service as storage
 
 CREDENTIALS_FILE = "demo-credentials.json"
+SHARE_PROFILE_FILE = "demo-fire_ems.share"
 DEMO_DOMAIN = "demo-city.org"
 
 
@@ -184,7 +188,8 @@ def _record_set_create(record_set: RecordSet) -> DatasetCreate:
 
 
 def demo_agreements(now: dt.datetime) -> list[AgreementRequest]:
-    """Scenario 1 (aggregate-only disease counts for EMS) and 2 (pseudonymised linkage)."""
+    """Scenario 1 (aggregate-only disease counts for EMS), 2 (pseudonymised linkage), and the
+    row-level, masked case feed that EMS reads with its own tools over Delta Sharing."""
     window = {"valid_from": now - dt.timedelta(minutes=5), "valid_until": now + YEAR}
     return [
         AgreementRequest(
@@ -230,10 +235,38 @@ def demo_agreements(now: dt.datetime) -> list[AgreementRequest]:
             ],
             **window,
         ),
+        AgreementRequest(
+            title=EMS_CASE_FEED,
+            recipient="fire_ems",
+            purpose="emergency_response",
+            legal_basis="HIPAA 45 CFR 164.512(j): averting a serious threat to health or safety",
+            datasets=[
+                DatasetGrant(
+                    dataset="health.cases",
+                    columns={
+                        "case_id": "pseudonym",
+                        "report_date": "clear",
+                        "diagnosis_category": "clear",
+                        "age_band": "clear",
+                        "date_of_birth": "year_only",
+                        "zip": "clear",
+                    },
+                    # Crews plan for what is circulating now, not for last year's cases.
+                    row_filter=f"report_date >= DATE '{CITY_AS_OF - RECENT_CASES}'",
+                )
+            ],
+            allow_sensitive=True,
+            sensitive_justification="Crews choose protective equipment by the diagnosis "
+            "category of recent cases in the ZIP they are sent to; no names, addresses or "
+            "contact details are shared",
+            **window,
+        ),
     ]
 
 
 YEAR = dt.timedelta(days=365)
+RECENT_CASES = dt.timedelta(days=180)
+EMS_CASE_FEED = "Recent case locations, masked, for EMS crew protection"
 
 
 def _ensure_agreements(hub: Hub, say: Progress) -> None:
@@ -358,15 +391,85 @@ def _create_logins(db: Session, *, ttl_days: int) -> list[DemoLogin]:
 
 def write_credentials(path: Path, logins: list[DemoLogin]) -> None:
     """Write the demo logins with mode 0600 (they are real credentials for this hub)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump({"users": [asdict(login) for login in logins]}, handle, indent=2)
-    tmp.replace(path)
-    path.chmod(0o600)
+    _write_private_json(path, {"users": [asdict(login) for login in logins]})
 
 
 def read_credentials(path: Path) -> list[DemoLogin]:
     data = json.loads(path.read_text())
     return [DemoLogin(**entry) for entry in data["users"]]
+
+
+# ---------------------------------------------------------------------------- Delta Sharing
+
+
+def share_profile_path(hub: Hub) -> Path:
+    return hub.settings.home / SHARE_PROFILE_FILE
+
+
+@dataclass(frozen=True)
+class DemoShare:
+    """The demo's Delta Sharing profile file and the name of the share it opens."""
+
+    path: Path
+    share: str
+
+    def table_url(self, ref: str) -> str:
+        return f"{self.path}#{self.share}.{ref}"
+
+
+def ensure_share_profile(hub: Hub, *, endpoint: str) -> DemoShare | None:
+    """EMS's Delta Sharing profile for the masked case feed (its share and ``open_data``).
+
+    Written once, mode 0600, next to the demo credentials; a later run keeps it while it still
+    works at ``endpoint`` and issues a new one otherwise (other port, expired or revoked
+    profile). None once someone has revoked the agreement itself: the demo respects that.
+    """
+    path = share_profile_path(hub)
+    with hub.db.session() as db:
+        agreement = next(
+            a for a in policy.list_agreements(db=db, actor=CLI_ADMIN) if a.title == EMS_CASE_FEED
+        )
+        if agreement.state() is not State.active:
+            return None
+        share = DemoShare(path, share_name(agreement.public_id))
+        if _profile_still_serves(db, path, endpoint):
+            return share
+        profile, secret = profiles.issue_agreement_profile(
+            db=db,
+            actor=CLI_ADMIN,
+            agreement_id=agreement.public_id,
+            data=ShareProfileCreate(name="demo: EMS case feed", history=True),
+        )
+        content = profiles.profile_file(profile, secret, endpoint=endpoint)
+    _write_private_json(path, content)
+    return share
+
+
+def _profile_still_serves(db: Session, path: Path, endpoint: str) -> bool:
+    """Whether the profile file at ``path`` is for ``endpoint`` and its token is still good."""
+    try:
+        content = json.loads(path.read_text())
+        secret = str(content["bearerToken"])
+        same_endpoint = content["endpoint"] == endpoint
+    except (OSError, ValueError, KeyError):
+        return False
+    profile = db.scalar(
+        select(ShareProfile).where(ShareProfile.token_hash == crypto.hash_token(secret))
+    )
+    if not same_endpoint or profile is None or profile.revoked_at is not None:
+        return False
+    soon = utcnow() + dt.timedelta(days=1)
+    agreement = profile.agreement
+    live = agreement is None or agreement.state() is State.active
+    return live and (profile.expires_at is None or profile.expires_at > soon)
+
+
+def _write_private_json(path: Path, content: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(content, handle, indent=2)
+        handle.write("\n")
+    tmp.replace(path)
+    path.chmod(0o600)

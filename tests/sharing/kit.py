@@ -114,7 +114,9 @@ def build_city(proc: HubProcess, prefix: str) -> City:
             license="CC-BY-4.0",
         )
         write(db, hub, sensors, sensors_table(), "replace")
-        made = agreement(db, recipient="fire_ems", dataset=cases.ref, columns=GRANTED)
+        made = agreement(
+            db, recipient="fire_ems", dataset=cases.ref, columns=GRANTED, allow_history=True
+        )
         recipient = person(db, "fire_ems", Role.analyst)
         return City(cases, sensors, made.public_id, versions, recipient)
 

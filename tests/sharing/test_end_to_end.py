@@ -29,6 +29,7 @@ from civicshare.db import Database
 from civicshare.policy import service as policy
 from civicshare.query import service as query
 from civicshare.sharing.signing import FILE_URL_LABEL, sign_grant, verify_grant
+from tests.policy.kit import agreement
 from tests.sharing.kit import (
     GRANTED,
     PURPOSE,
@@ -337,6 +338,25 @@ def test_a_profile_without_history_cannot_time_travel(
     with pytest.raises(HTTPError) as caught:
         delta_sharing.load_table_changes_as_pandas(url, starting_version=1)
     assert caught.value.response.status_code == 403
+
+
+def test_history_is_granted_by_the_agreement_not_by_the_profile(
+    hub_process: HubProcess, city: City
+) -> None:
+    with hub_of(hub_process) as hub, hub.db.session() as db:
+        current_only = agreement(
+            db, recipient="fire_ems", dataset=city.cases.ref, columns={"zip": "clear"}
+        )
+    assert not current_only.allow_history
+    with hub_process.as_role("steward", "health") as client:
+        refused = client.post(
+            f"/api/v1/agreements/{current_only.public_id}/share-profiles",
+            json={"history": True},
+        )
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["error"]["code"] == "history_not_allowed"
+        shown = client.get(f"/api/v1/agreements/{city.agreement_id}")
+        assert shown.json()["allow_history"] is True
 
 
 def test_only_the_providers_steward_issues_profiles(hub_process: HubProcess, city: City) -> None:

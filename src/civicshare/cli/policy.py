@@ -69,6 +69,13 @@ def request(
         str | None, typer.Option("--until", help="ISO end (default +1 year).")
     ] = None,
     aggregate_only: Annotated[bool, typer.Option("--aggregate-only")] = False,
+    allow_history: Annotated[
+        bool,
+        typer.Option(
+            "--allow-history",
+            help="Recipients may read past versions and the change data feed (Delta Sharing).",
+        ),
+    ] = False,
     min_cell: Annotated[int, typer.Option(help="Smallest count released (aggregate-only).")] = 11,
     max_queries_per_day: Annotated[int | None, typer.Option()] = None,
     max_rows_per_day: Annotated[int | None, typer.Option()] = None,
@@ -94,6 +101,7 @@ def request(
         valid_until=_moment(valid_until, now + dt.timedelta(days=365)),
         datasets=[{"dataset": dataset, "columns": _columns(column), "row_filter": row_filter}],
         aggregate_only=aggregate_only,
+        allow_history=allow_history,
         min_cell=min_cell,
         max_queries_per_day=max_queries_per_day,
         max_rows_per_day=max_rows_per_day,

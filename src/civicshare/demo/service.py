@@ -255,6 +255,7 @@ def demo_agreements(now: dt.datetime) -> list[AgreementRequest]:
                     row_filter=f"report_date >= DATE '{CITY_AS_OF - RECENT_CASES}'",
                 )
             ],
+            allow_history=True,
             allow_sensitive=True,
             sensitive_justification="Crews choose protective equipment by the diagnosis "
             "category of recent cases in the ZIP they are sent to; no names, addresses or "

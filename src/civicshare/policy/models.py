@@ -64,6 +64,9 @@ class Agreement(Base):
     valid_until: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     status: Mapped[str] = mapped_column(String(16), index=True, default=Status.requested.value)
     aggregate_only: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Recipients may read past versions and the change data feed (Delta Sharing), not only
+    # the current version.
+    allow_history: Mapped[bool] = mapped_column(Boolean, default=False)
     min_cell: Mapped[int] = mapped_column(Integer, default=DEFAULT_MIN_CELL)
     max_queries_per_day: Mapped[int | None] = mapped_column(Integer, nullable=True)
     max_rows_per_day: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -184,6 +187,10 @@ class AgreementRequest(BaseModel):
     valid_until: dt.datetime
     datasets: list[DatasetGrant] = Field(min_length=1)
     aggregate_only: bool = False
+    allow_history: bool = Field(
+        default=False,
+        description="Recipients may read past versions and the change data feed (Delta Sharing)",
+    )
     min_cell: int = Field(default=DEFAULT_MIN_CELL, ge=2, le=1000)
     max_queries_per_day: int | None = Field(default=None, gt=0)
     max_rows_per_day: int | None = Field(default=None, gt=0)
@@ -219,6 +226,7 @@ class AgreementRead(BaseModel):
     status: str
     state: State
     aggregate_only: bool
+    allow_history: bool
     min_cell: int
     max_queries_per_day: int | None
     max_rows_per_day: int | None
@@ -249,6 +257,7 @@ class AgreementRead(BaseModel):
             status=agreement.status,
             state=agreement.state(),
             aggregate_only=agreement.aggregate_only,
+            allow_history=agreement.allow_history,
             min_cell=agreement.min_cell,
             max_queries_per_day=agreement.max_queries_per_day,
             max_rows_per_day=agreement.max_rows_per_day,

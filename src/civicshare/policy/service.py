@@ -73,6 +73,7 @@ def request_agreement(*, db: Session, actor: Actor, data: AgreementRequest) -> A
         valid_until=data.valid_until,
         status=Status.requested.value,
         aggregate_only=data.aggregate_only,
+        allow_history=data.allow_history,
         min_cell=data.min_cell,
         max_queries_per_day=data.max_queries_per_day,
         max_rows_per_day=data.max_rows_per_day,
@@ -87,6 +88,7 @@ def request_agreement(*, db: Session, actor: Actor, data: AgreementRequest) -> A
         "recipient": recipient.slug,
         "datasets": [dataset.ref for dataset in datasets],
         "aggregate_only": data.aggregate_only,
+        "allow_history": data.allow_history,
     }
     if sensitive:
         details["sensitive_clear"] = sensitive

@@ -36,7 +36,8 @@ class ShareProfile(Base):
     )
     # The recipient user the policy engine sees (when the agreement names its recipient users).
     recipient_email: Mapped[str | None] = mapped_column(String(320), nullable=True)
-    # Whether the recipient may read past versions and the change data feed.
+    # Whether the recipient may read past versions and the change data feed (only ever true
+    # when the agreement allows history; open-data profiles always may).
     history: Mapped[bool] = mapped_column(Boolean, default=False)
     name: Mapped[str] = mapped_column(String(100))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)

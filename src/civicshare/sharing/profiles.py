@@ -117,6 +117,12 @@ def issue_agreement_profile(
             "cannot carry (it hands out rows); recipients query it through the hub instead",
             code="aggregate_only_not_shareable",
         )
+    if data.history and not agreement.allow_history:
+        raise Invalid(
+            f"agreement {agreement.public_id} shares the current version only; a profile with "
+            "history needs an agreement that allows it",
+            code="history_not_allowed",
+        )
     named = [email.lower() for email in agreement.recipient_users or []]
     chosen = str(data.recipient_email).lower() if data.recipient_email else None
     if named and chosen not in named:
@@ -247,7 +253,8 @@ def live_recipient(*, db: Session, profile: ShareProfile) -> Recipient:
     return Recipient(
         profile_id=profile.public_id,
         agreement=agreement.public_id if agreement else None,
-        history=profile.history,
+        # The agreement bounds what any of its profiles may read.
+        history=profile.history and (agreement is None or agreement.allow_history),
         actor=recipient_actor(db, profile),
     )
 

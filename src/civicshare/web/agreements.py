@@ -67,6 +67,7 @@ def request_form(visitor: VisitorDep, dataset: str = "") -> Response:
         "valid_from": today.isoformat(),
         "valid_until": (today + dt.timedelta(days=DEFAULT_DAYS)).isoformat(),
         "aggregate_only": "",
+        "allow_history": "",
         "min_cell": "11",
         "row_filter": "",
     }
@@ -244,6 +245,7 @@ def _request_model(
                 {"dataset": ref, "columns": columns, "row_filter": values.get("row_filter") or None}
             ],
             aggregate_only=bool(values.get("aggregate_only")),
+            allow_history=bool(values.get("allow_history")),
             min_cell=values.get("min_cell") or 11,
         )
     except ValidationError as exc:

@@ -92,9 +92,11 @@ def test_analyst_sees_own_public_and_active_agreements(city: Hub) -> None:
         ("report_date", "date", "year_only"),
         ("resident_id", "string", "pseudonym"),
     ]
-    assert shared.aggregate_only and shared.min_cell == 5
+    assert shared.aggregate_only
+    assert shared.min_cell == 5
     assert shared.row_filter == "zip <> '94102'"
-    assert shared.agreement is not None and shared.agreement_title
+    assert shared.agreement is not None
+    assert shared.agreement_title == "health.cases for fire_ems"
     assert "full_name" in [c.name for c in tables[0].columns]  # own data: every column
 
 
@@ -117,7 +119,8 @@ def test_every_listed_table_is_what_policy_view_grants(city: Hub) -> None:
 def test_revoked_agreement_disappears(city: Hub) -> None:
     analyst = _actor(city, "police", Role.analyst)
     [granted] = [t for t in _tables(city, analyst) if t.access == "agreement"]
-    assert granted.ref == "health.cases" and not granted.aggregate_only
+    assert granted.ref == "health.cases"
+    assert not granted.aggregate_only
     assert granted.agreement is not None
     with city.db.session() as db:
         steward = person(db, "health", Role.steward)

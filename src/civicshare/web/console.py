@@ -89,7 +89,9 @@ def console_run(
         result = _governed(visitor, actor, sql, purpose, timeout, fmt="json", explain=explain)
     except CivicshareError as exc:
         context["error"] = ConsoleError(exc.message, exc.code, exc.status)
-        return render(visitor, "console.html", context, status=exc.status)
+        # htmx swaps only successful answers in; the refusal is the content of the fragment.
+        htmx = visitor.request.headers.get("hx-request") == "true"
+        return render(visitor, "console.html", context, status=200 if htmx else exc.status)
     context["audit_index"] = result.audit_index
     if explain:
         context["explain"] = result.explain

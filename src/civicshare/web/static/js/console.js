@@ -1,7 +1,7 @@
 // The query console's helpers. Choosing a table puts its name into the editor at the cursor and,
 // for a shared table, selects its agreement's purpose (without JavaScript the same links load the
-// console with a starter query). Refusals come back as 4xx pages carrying the form with the error
-// next to the editor; htmx is told to swap those in too, and focus moves to what changed.
+// console with a starter query). After htmx swaps in an answer, focus moves to what changed: the
+// error next to the editor, or the result or explanation.
 
 function insertTable(link) {
   const editor = document.getElementById("f-sql");
@@ -20,14 +20,6 @@ function insertTable(link) {
 document.addEventListener("click", (event) => {
   const link = event.target.closest("a.insert-table");
   if (link && insertTable(link)) event.preventDefault();
-});
-
-document.body.addEventListener("htmx:beforeSwap", (event) => {
-  const status = event.detail.xhr.status;
-  if (status >= 400 && status < 500) {
-    event.detail.shouldSwap = true;
-    event.detail.isError = false;
-  }
 });
 
 document.body.addEventListener("htmx:afterSettle", () => {

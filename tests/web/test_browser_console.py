@@ -179,3 +179,27 @@ def test_analyst_queries_and_downloads(browser: Browser, hub: HubProcess) -> Non
         table = pq.read_table(io.BytesIO(parquet_download.value.path().read_bytes()))
         assert [[str(v) for v in row.values()] for row in table.to_pylist()] == shown
         tab.assert_clean()
+
+
+def test_console_works_without_javascript(browser: Browser, hub: HubProcess) -> None:
+    login = hub.login("analyst", "fire_ems")
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.goto(hub.base_url + "/login")
+        page.get_by_label("Email address").fill(login.email)
+        page.get_by_label("Password").fill(login.password)
+        page.get_by_role("button", name="Log in").click()
+        page.goto(hub.base_url + "/console")
+        # Without the script, a table's link loads the console with a starter query.
+        page.get_by_role("complementary").get_by_role("link", name="health.cases").click()
+        expect(page.get_by_label("SQL query")).to_contain_text("FROM health.cases")
+        expect(page.get_by_label("Purpose")).to_have_value("public_health_surveillance")
+        page.get_by_role("button", name="Run", exact=True).click()
+        expect(page.get_by_role("table", name="Query result")).to_be_visible()
+        expect(page.get_by_text("recorded as audit entry #")).to_be_visible()
+        page.get_by_label("SQL query").fill("SELECT * FROM health.cases")
+        page.get_by_role("button", name="Run", exact=True).click()
+        expect(page.locator("#f-sql-error code")).to_have_text("aggregate_only")
+    finally:
+        context.close()

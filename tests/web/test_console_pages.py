@@ -107,8 +107,11 @@ def test_tables_list_shows_what_the_analyst_may_query(hub: HubProcess) -> None:
     assert 'data-ref="housing.applications"' not in aside  # shared with health, not fire_ems
     assert '<a href="/console" aria-current="page">Query console</a>' in page
     # A chosen table starts a query its terms allow, under its agreement's purpose.
-    assert "GROUP BY" in chosen.split('id="f-sql"')[1].split("</textarea>")[0]
+    starter = html.unescape(chosen.split('id="f-sql"')[1].split("</textarea>")[0].split(">", 1)[1])
+    assert "FROM health.cases" in starter
     assert f'<option value="{SURVEILLANCE}" selected>' in chosen
+    with _staff(hub, "analyst", "fire_ems") as analyst:
+        assert _run(analyst, starter, SURVEILLANCE).status_code == 200
 
 
 def test_scenario1_counts_by_zip_match_the_api(hub: HubProcess) -> None:
@@ -276,3 +279,29 @@ def test_a_runaway_query_is_stopped_at_the_time_limit(hub: HubProcess) -> None:
     assert response.status_code == 408
     assert "<code>query_timeout</code>" in response.text.split('id="f-sql-error"')[1]
     assert after.status_code == 200  # the hub keeps answering
+
+
+def test_long_results_are_truncated_on_the_page_but_not_in_downloads(hub: HubProcess) -> None:
+    numbers = (
+        "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r WHERE i < 1500) "
+        "SELECT i FROM r ORDER BY i"
+    )
+    with _staff(hub, "analyst", "health") as analyst:
+        page = _run(analyst, numbers)
+        download = analyst.post_form(
+            "/console/download", {"sql": numbers, "format": "csv"}, form_page="/console"
+        )
+    assert page.status_code == 200, page.text
+    shown = _cells(page.text)
+    assert 'id="truncated-notice"' in page.text
+    assert len(shown) < 1500
+    lines = download.text.splitlines()
+    assert len(lines) == 1 + 1500  # header and every row
+    assert [row[0] for row in shown] == lines[1 : 1 + len(shown)]
+
+
+def test_a_table_that_is_not_queryable_starts_an_empty_editor(hub: HubProcess) -> None:
+    with _staff(hub, "analyst", "fire_ems") as analyst:
+        page = analyst.get("/console", params={"table": "housing.applications"}).text
+    editor = page.split('id="f-sql"')[1].split("</textarea>")[0]
+    assert editor.endswith(">")

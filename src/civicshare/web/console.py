@@ -22,6 +22,7 @@ from civicshare.permissions import Action, Actor, authorize
 from civicshare.policy import service as policy
 from civicshare.policy.models import PURPOSES, QueryableTable
 from civicshare.query import service as query
+from civicshare.query.engine import DEFAULT_MAX_ROWS
 from civicshare.query.service import QueryResult
 from civicshare.web.context import FormVisitorDep, Visitor, VisitorDep
 from civicshare.web.render import PortalRoute, render
@@ -36,6 +37,8 @@ ACTIONS = ("run", "explain")
 DOWNLOAD_FORMATS = ("csv", "parquet")
 TEMPORAL_PREFIXES = ("date", "timestamp")
 CHART_ROWS = 200
+# A page of more rows is no longer readable; downloads get the query service's own row cap.
+SHOWN_ROWS = 1_000
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,7 @@ def _governed(
             fmt=fmt,
             explain=explain,
             timeout=seconds,
+            max_rows=SHOWN_ROWS if fmt == "json" else None,
         )
 
 
@@ -199,6 +203,8 @@ def _context(
         "chart": None,
         "audit_index": None,
         "formats": DOWNLOAD_FORMATS,
+        "shown_rows": SHOWN_ROWS,
+        "download_rows": DEFAULT_MAX_ROWS,
     }
 
 

@@ -17,13 +17,19 @@ from contextlib import contextmanager
 
 import pyarrow.parquet as pq
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 
+from civicshare.db import utcnow
+from civicshare.demo.service import demo_agreements
 from tests.support.hubproc import HubProcess
 from tests.web.browser import Tab, open_tab
 from tests.web.console_seed import seed_city
 
 pytestmark = pytest.mark.browser
+# The demo agreements of scenario 1 (aggregate-only counts) and 2 (pseudonymised linkage).
+TITLES = {a.purpose: a.title for a in demo_agreements(utcnow())}
+COUNTS_AGREEMENT = TITLES["public_health_surveillance"]
+LINKAGE_AGREEMENT = TITLES["service_delivery"]
 
 BY_ZIP = "SELECT zip, count(*) AS n\nFROM health.cases\nGROUP BY zip\nORDER BY zip"
 APPLICANTS = (
@@ -54,11 +60,21 @@ def console(browser: Browser, hub: HubProcess, agency: str) -> Iterator[Tab]:
         yield tab
 
 
-def _choose_table(page: Page, ref: str) -> None:
+def _table_entry(page: Page, ref: str, agreement_title: str) -> Locator:
+    """A table's entry in the list (a dataset shared twice is listed once per agreement)."""
+    return (
+        page.get_by_role("complementary")
+        .get_by_role("listitem")
+        .filter(has=page.get_by_role("link", name=agreement_title))
+        .get_by_role("link", name=ref, exact=True)
+    )
+
+
+def _choose_table(page: Page, ref: str, agreement_title: str) -> None:
     """Click a table in the list: its name goes into the (emptied) editor."""
     editor = page.get_by_label("SQL query")
     editor.fill("")
-    page.get_by_role("complementary").get_by_role("link", name=ref, exact=True).last.click()
+    _table_entry(page, ref, agreement_title).click()
     expect(editor).to_have_value(ref)
 
 
@@ -83,7 +99,7 @@ def test_scenario1_disease_counts_by_zip(browser: Browser, hub: HubProcess) -> N
     with console(browser, hub, "fire_ems") as tab:
         page = tab.page
         tab.look("console")
-        _choose_table(page, "health.cases")
+        _choose_table(page, "health.cases", COUNTS_AGREEMENT)
         expect(page.get_by_label("Purpose")).to_have_value("public_health_surveillance")
 
         _run(page, BY_ZIP)
@@ -126,7 +142,7 @@ def test_scenario2_pseudonymised_applicants(browser: Browser, hub: HubProcess) -
 
     with console(browser, hub, "health") as tab:
         page = tab.page
-        _choose_table(page, "housing.applications")
+        _choose_table(page, "housing.applications", LINKAGE_AGREEMENT)
         expect(page.get_by_label("Purpose")).to_have_value("service_delivery")
 
         _run(page, APPLICANTS)
@@ -192,7 +208,7 @@ def test_console_works_without_javascript(browser: Browser, hub: HubProcess) -> 
         page.get_by_role("button", name="Log in").click()
         page.goto(hub.base_url + "/console")
         # Without the script, a table's link loads the console with a starter query.
-        page.get_by_role("complementary").get_by_role("link", name="health.cases").click()
+        _table_entry(page, "health.cases", COUNTS_AGREEMENT).click()
         expect(page.get_by_label("SQL query")).to_contain_text("FROM health.cases")
         expect(page.get_by_label("Purpose")).to_have_value("public_health_surveillance")
         page.get_by_role("button", name="Run", exact=True).click()

@@ -112,6 +112,13 @@ def test_tables_list_shows_what_the_analyst_may_query(hub: HubProcess) -> None:
     assert f'<option value="{SURVEILLANCE}" selected>' in chosen
     with _staff(hub, "analyst", "fire_ems") as analyst:
         assert _run(analyst, starter, SURVEILLANCE).status_code == 200
+        # The same dataset under another agreement: its own purpose and a row-level start.
+        feed = analyst.get(
+            "/console", params={"table": "health.cases", "purpose": "emergency_response"}
+        ).text
+    assert 'data-ref="health.cases" data-purpose="emergency_response"' in aside
+    assert '<option value="emergency_response" selected>' in feed
+    assert "LIMIT 100" in feed.split('id="f-sql"')[1].split("</textarea>")[0]
 
 
 def test_scenario1_counts_by_zip_match_the_api(hub: HubProcess) -> None:

@@ -63,7 +63,9 @@ class Chart:
 def console_page(visitor: VisitorDep, table: str = "", purpose: str = "") -> Response:
     actor = _console_actor(visitor)
     tables = _tables(visitor, actor)
-    chosen = next((t for t in tables if t.ref == table[:200]), None)
+    # A dataset can be listed more than once (say, under two agreements): the purpose picks.
+    matching = [t for t in tables if t.ref == table[:200]]
+    chosen = next((t for t in matching if t.purpose == purpose), matching[0] if matching else None)
     if chosen is not None and purpose not in PURPOSES:
         purpose = chosen.purpose or ""
     context = _context(

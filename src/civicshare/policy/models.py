@@ -317,3 +317,24 @@ class ObjectionRead(BaseModel):
             created_at=objection.created_at,
             withdrawn_at=objection.withdrawn_at,
         )
+
+
+class QueryableColumn(BaseModel):
+    name: str
+    type: str  # the stored Table Schema type (a treatment may change what is released)
+    treatment: str = "clear"
+
+
+class QueryableTable(BaseModel):
+    """A dataset an actor may name in a governed query, and on what terms."""
+
+    ref: str
+    title: str
+    access: str  # "own" | "public" | "agreement", as in the policy view
+    columns: list[QueryableColumn]
+    agreement: str | None = None
+    agreement_title: str | None = None
+    purpose: str | None = None
+    row_filter: str | None = None
+    aggregate_only: bool = False
+    min_cell: int | None = None

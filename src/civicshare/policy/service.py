@@ -29,6 +29,8 @@ from civicshare.policy.models import (
     DatasetGrant,
     Objection,
     ObjectionCreate,
+    QueryableColumn,
+    QueryableTable,
     State,
     Status,
 )
@@ -36,6 +38,7 @@ from civicshare.policy.predicates import validate_row_filter
 from civicshare.policy.treatments import check_applicable, hmac_hex, parse_treatment
 from civicshare.policy.view import Exclusion, GrantedColumn, PolicyView
 from civicshare.storage import service as storage
+from civicshare.storage.models import DatasetVersion
 
 MIN_JUSTIFICATION = 20
 
@@ -518,3 +521,78 @@ def _usage(db: Session, agreement: Agreement, *, create: bool) -> AgreementUsage
         usage = AgreementUsage(agreement_id=agreement.id, day=today, queries=0, rows=0)
         db.add(usage)
     return usage
+
+
+# ---------------------------------------------------------------------------- what may be queried
+
+
+def queryable_tables(*, db: Session, actor: Actor) -> list[QueryableTable]:
+    """The datasets ``actor`` may name in a query, by the rules of ``policy_view``.
+
+    Own agency's and public datasets, then one entry per active agreement grant (with its
+    purpose, treatments and limits). Datasets without any stored version are left out: there
+    is nothing to query yet.
+    """
+    stored = set(db.scalars(select(DatasetVersion.dataset_id).distinct()))
+    staff = actor.role in {Role.steward, Role.analyst}
+    tables: list[QueryableTable] = []
+    for dataset in catalog.list_datasets(db=db, actor=actor):
+        if dataset.id not in stored:
+            continue
+        schema = catalog.current_schema(db=db, dataset=dataset)
+        if staff and actor.belongs_to(dataset.agency_id):
+            everything = [(f.name, "clear") for f in schema.fields]
+            tables.append(_queryable(dataset, "own", schema, everything))
+        elif dataset.visibility == "public":
+            shown = [(c.name, "clear") for c in _public_columns(schema)]
+            tables.append(_queryable(dataset, "public", schema, shown))
+    if staff:
+        tables.extend(_agreement_tables(db, actor, stored))
+    return tables
+
+
+def _agreement_tables(db: Session, actor: Actor, stored: set[int]) -> list[QueryableTable]:
+    now = utcnow()
+    query = select(Agreement).where(Agreement.recipient_agency_id == actor.agency_id)
+    tables = []
+    for agreement in db.scalars(query.order_by(Agreement.id)).unique():
+        if agreement.state(now) is not State.active:
+            continue
+        if agreement.recipient_users and actor.email not in agreement.recipient_users:
+            continue
+        for grant in agreement.grants:
+            if grant.dataset_id in stored and grant.dataset.purged_at is None:
+                tables.append(_granted(db, agreement, grant))
+    return tables
+
+
+def _granted(db: Session, agreement: Agreement, grant: AgreementDataset) -> QueryableTable:
+    schema = catalog.current_schema(db=db, dataset=grant.dataset)
+    columns = [(name, parse_treatment(spec).spec) for name, spec in grant.columns]
+    table = _queryable(grant.dataset, "agreement", schema, columns)
+    return table.model_copy(
+        update={
+            "agreement": agreement.public_id,
+            "agreement_title": agreement.title,
+            "purpose": agreement.purpose,
+            "row_filter": grant.row_filter,
+            "aggregate_only": agreement.aggregate_only,
+            "min_cell": agreement.min_cell if agreement.aggregate_only else None,
+        }
+    )
+
+
+def _queryable(
+    dataset: Dataset, access: str, schema: TableSchema, columns: list[tuple[str, str]]
+) -> QueryableTable:
+    types = {f.name: f.type for f in schema.fields}
+    return QueryableTable(
+        ref=dataset.ref,
+        title=dataset.title,
+        access=access,
+        columns=[
+            QueryableColumn(name=name, type=types.get(name, ""), treatment=treatment)
+            for name, treatment in columns
+            if name in types
+        ],
+    )

@@ -16,15 +16,16 @@ def _may_read_audit(actor: Actor) -> bool:
 
 
 def mount_portal(app: FastAPI) -> None:
-    from civicshare.web import agreements, audit, catalog, pages
+    from civicshare.web import agreements, audit, catalog, console, pages
     from civicshare.web.render import NAV_SECTIONS
 
     NAV_SECTIONS[:] = [
         ("/catalog", "Catalog", lambda actor: True),
         ("/agreements", "Agreements", lambda actor: actor.agency_id is not None),
         ("/audit", "Audit", _may_read_audit),
+        ("/console", "Query console", lambda actor: is_allowed(actor, Action.query_run)),
     ]
 
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for router in (pages.router, catalog.router, agreements.router, audit.router):
+    for router in (pages.router, catalog.router, agreements.router, audit.router, console.router):
         app.include_router(router)

@@ -15,6 +15,7 @@ class Cell:
     numeric: bool = False
     suppressed: bool = False
     missing: bool = False
+    reason: str = ""  # why a suppressed cell is withheld: "primary" or "complementary"
 
 
 @dataclass
@@ -26,20 +27,29 @@ class ResultTable:
     raw_rows: list[list[Any]] = field(default_factory=list)
 
     @classmethod
-    def of(cls, body: dict[str, Any]) -> ResultTable:
-        """From the JSON body of ``query.run_query``: cells marked suppressed or missing."""
+    def of(cls, body: dict[str, Any], *, group_digits: bool = True) -> ResultTable:
+        """From the JSON body of ``query.run_query``: cells marked suppressed or missing.
+
+        ``group_digits=False`` shows integers as they are (a year stays 1966, not 1,966).
+        """
         columns: list[dict[str, str]] = body["columns"]
         names = [column["name"] for column in columns]
-        suppressed_keys = [entry["cell"] for entry in body.get("suppressed", [])]
+        entries = body.get("suppressed", [])
+        suppressed_keys = [entry["cell"] for entry in entries]
         rows = []
         for raw in body["rows"]:
             record = dict(zip(names, raw, strict=True))
-            hidden = any(
-                all(record.get(k) == v for k, v in keys.items()) for keys in suppressed_keys
+            reason = next(
+                (
+                    str(entry.get("reason") or "primary")
+                    for entry in entries
+                    if all(record.get(k) == v for k, v in entry["cell"].items())
+                ),
+                "",
             )
             rows.append(
                 [
-                    _cell(value, column["type"], hidden)
+                    _cell(value, column["type"], bool(reason), reason, group_digits)
                     for value, column in zip(raw, columns, strict=True)
                 ]
             )
@@ -52,15 +62,19 @@ class ResultTable:
         )
 
 
-def _cell(value: Any, arrow_type: str, row_suppressed: bool) -> Cell:
+def _cell(
+    value: Any, arrow_type: str, row_suppressed: bool, reason: str = "", group_digits: bool = True
+) -> Cell:
     numeric = arrow_type.startswith(NUMERIC_PREFIXES)
     if value is None:
         # In a suppressed row the missing counts are the suppressed cells.
-        return Cell("suppressed" if row_suppressed else "—", numeric, row_suppressed, True)
+        if row_suppressed:
+            return Cell("suppressed", numeric, True, True, reason)
+        return Cell("—", numeric, False, True)
     if isinstance(value, float):
         return Cell(f"{value:,.6g}", numeric)
     if isinstance(value, int) and not isinstance(value, bool) and numeric:
-        return Cell(f"{value:,}", numeric)
+        return Cell(f"{value:,}" if group_digits else str(value), numeric)
     if isinstance(value, dict | list):
         return Cell(json.dumps(value, ensure_ascii=False))
     return Cell(str(value), numeric)

@@ -14,7 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.hubproc import HubProcess
+from civicshare.config import Settings
+from tests.conftest import BACKENDS, database_for
+from tests.support.hubproc import HubProcess, start_hub_process
 from tests.web.portal_client import PortalClient
 
 SAMPLE_CSV = (
@@ -397,3 +399,65 @@ def test_a_malformed_multipart_body_is_a_page_not_a_500(steward: PortalClient) -
     )
     assert response.status_code in (400, 422)
     assert "text/html" in response.headers["content-type"]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def small_hub(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[HubProcess]:
+    """A hub whose upload limit is 4 KiB, so the limit is reached with a small file."""
+    folder = tmp_path_factory.mktemp(f"small-{request.param}")
+    with database_for(request.param, folder) as url, pytest.MonkeyPatch.context() as env:
+        env.setenv("CIVICSHARE_MAX_UPLOAD_BYTES", "4096")
+        settings = Settings(home=folder / "home", database_url=url)
+        with start_hub_process(settings, people=10) as proc:
+            with proc.as_role("steward", "transport") as api:
+                assert api.post("/api/v1/datasets", json=COUNTS).status_code == 201
+            yield proc
+
+
+BIG = b"day,counter,bikes,reporter\n" + b"2026-01-01,fremont,1,A\n" * 400
+
+
+@pytest.mark.parametrize("path", ["/my-agency/new/upload", "/my-agency/planted_counts/upload"])
+def test_a_file_over_the_upload_limit_is_refused_at_the_file_field(
+    small_hub: HubProcess, path: str
+) -> None:
+    with _portal(small_hub, "steward", "transport") as steward:
+        page = _post_file(
+            steward,
+            path,
+            {"step": "infer", "mode": "append", "max_error_percent": "5"},
+            ("big.csv", BIG, "text/csv"),
+            form_page="/my-agency/new",
+        )
+        assert page.status_code == 413
+        assert "text/html" in page.headers["content-type"]
+        assert "larger than this hub accepts (4.0 KB)" in _field_error(page.text, "file")
+        assert 'data-max-bytes="4096"' in page.text  # the browser checks before sending, too
+
+
+def test_a_streamed_body_over_the_limit_is_a_page_too(small_hub: HubProcess) -> None:
+    with _portal(small_hub, "steward", "transport") as steward:
+        token = steward.csrf_token("/my-agency/new")
+        boundary = "limitboundary"
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.csv"'
+            "\r\nContent-Type: text/csv\r\n\r\n"
+        ).encode()
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: the limit is met while streaming
+            yield head
+            yield BIG
+            yield f"\r\n--{boundary}--\r\n".encode()
+
+        page = steward.http.post(
+            "/my-agency/new/upload",
+            content=chunks(),
+            headers={
+                "content-type": f"multipart/form-data; boundary={boundary}",
+                "x-csrf-token": token,
+            },
+        )
+        assert page.status_code == 413
+        assert "larger than this hub accepts" in page.text

@@ -209,6 +209,9 @@ async def new_dataset_submit(visitor: VisitorDep) -> Response:
     proposal = await run_in_threadpool(_propose, upload, errors) if upload else None
     if proposal is not None and not values.get("slug") and upload and upload.filename:
         values["slug"] = infer.sql_name(upload.filename.rsplit(".", 1)[0])[:63]
+    if "name_0" not in values:  # the first proposal: the defaults of the editor's choices
+        values.setdefault("ingest_sample", "1")
+        values.setdefault("visibility", "private")
     if values.get("step") != "create" or proposal is None:
         # The first step (or a file that could not be read): show the proposal for review.
         status = 422 if errors else 200

@@ -7,11 +7,15 @@ the owning agency's stewards and never the hub's log.
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import openpyxl
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from civicshare.config import Settings
@@ -333,7 +337,9 @@ def test_upload_form_errors_stay_next_to_their_field(
 
 
 def test_upload_without_file_or_with_a_bad_file(steward: PortalClient) -> None:
-    for file in (None, ("x.csv", b"", "text/csv"), ("x.xlsx", b"PK\x03\x04junk", "text/plain")):
+    wrong_columns = ("readings.csv", SAMPLE_CSV, "text/csv")  # another dataset's file
+    bad_files = [("x.csv", b"", "text/csv"), ("x.xlsx", b"PK\x03\x04junk", "text/plain")]
+    for file in (None, wrong_columns, *bad_files):
         page = _post_file(
             steward,
             "/my-agency/planted_counts/upload",
@@ -461,3 +467,62 @@ def test_a_streamed_body_over_the_limit_is_a_page_too(small_hub: HubProcess) -> 
         )
         assert page.status_code == 413
         assert "larger than this hub accepts" in page.text
+
+
+def _parquet(rows: int) -> bytes:
+    table = pa.table({"zone": [f"z{i % 3}" for i in range(rows)], "count": list(range(rows))})
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()
+
+
+def _xlsx(rows: int) -> bytes:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["zone", "count"])
+    for i in range(rows):
+        sheet.append([f"z{i % 3}", i])
+    sink = io.BytesIO()
+    book.save(sink)
+    return sink.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("zones.parquet", _parquet(30)),
+        ("zones.xlsx", _xlsx(30)),
+        (
+            "zones.ndjson",
+            b"".join(b'{"zone": "z%d", "count": %d}\n' % (i % 3, i) for i in range(30)),
+        ),
+        ("zones.csv", b"zone,count\n"),  # a header and no rows
+    ],
+)
+def test_every_reader_format_can_start_a_dataset(
+    steward: PortalClient, name: str, content: bytes
+) -> None:
+    slug = "zones_" + name.rsplit(".", 1)[1]
+    sample = (name, content, "application/octet-stream")
+    proposed = _post_file(
+        steward, "/my-agency/new/upload", {"step": "infer"}, sample, form_page="/my-agency/new"
+    )
+    assert proposed.status_code == 200, proposed.text
+    assert 'name="name_1" value="count"' in proposed.text
+    form = {
+        "step": "create",
+        "title": f"Zones from {name}",
+        "slug": slug,
+        "visibility": "private",
+        "name_0": "zone",
+        "name_1": "count",
+        "classification_0": "internal",
+        "classification_1": "internal",
+        "ingest_sample": "1",
+    }
+    created = _post_file(steward, "/my-agency/new/upload", form, sample, form_page="/my-agency/new")
+    assert created.status_code == 303, created.text
+    report = steward.get(created.headers["location"])
+    rows = content.count(b"\n") - 1 if name.endswith(".csv") else 30
+    assert f"Stored as version 1: {rows} of {rows} rows accepted" in report.text

@@ -42,6 +42,7 @@ from civicshare.ingest.models import MODES, IngestDetail, IngestReport
 from civicshare.ingest.validate import RULES
 from civicshare.permissions import Action, Actor, is_allowed
 from civicshare.storage import service as storage
+from civicshare.web import security
 from civicshare.web.context import Visitor, VisitorDep, get_visitor
 from civicshare.web.forms import FieldErrors
 from civicshare.web.render import PortalRoute, error_page, redirect, render
@@ -70,13 +71,18 @@ async def read_upload_form(visitor: Visitor) -> FormData:
     portal's error pages instead of a framework error.
     """
     visitor.require_actor()
+    # htmx sends the token as a header: a forged request is refused before its file is read.
+    early = visitor.request.headers.get(security.CSRF_HEADER) is not None
+    if early:
+        await visitor.check_csrf()
     try:
         form = await visitor.request.form(max_files=1, max_fields=MAX_FORM_FIELDS)
     except HTTPException as exc:
         if exc.status_code == 413:
             raise _too_large(visitor) from None
         raise BadRequest("the form could not be read; reload the page and retry") from None
-    await visitor.check_csrf()
+    if not early:
+        await visitor.check_csrf()
     return form
 
 

@@ -15,9 +15,10 @@ from tests.conftest import IN_CI, REALDATA
 from tests.support.hubproc import HubProcess
 from tests.web.agency_steps import steward_tab, upload_through_page
 from tests.web.browser import open_tab
-from tests.web.test_agency_pages import COUNTS, PLANTED
+from tests.web.test_agency_pages import BIG, COUNTS, PLANTED, small_hub
 
 pytestmark = pytest.mark.browser
+__all__ = ["small_hub"]  # the fixture of a hub with a 4 KiB upload limit
 
 BIKES = REALDATA / "seattle-bike-counters" / "raw" / "58th-st.json"
 SAMPLE_RECORDS = 500
@@ -174,3 +175,21 @@ def upload_through_page_in_place(page: Page, file: Path, percent: str) -> None:
     page.get_by_role("button", name="Upload and validate").click()
     expect(page.get_by_role("heading", name=f"Validation report: {file.name}")).to_be_visible()
     expect(page.locator(".htmx-request")).to_have_count(0)
+
+
+def test_a_file_over_the_limit_is_refused_before_it_is_sent(
+    browser: Browser, small_hub: HubProcess, tmp_path: Path
+) -> None:
+    big = tmp_path / "big.csv"
+    big.write_bytes(BIG)
+    with steward_tab(browser, small_hub, "transport") as tab:
+        page = tab.page
+        tab.goto("/my-agency/new")
+        sent: list[str] = []
+        page.on("request", lambda request: sent.append(request.url))
+        page.get_by_label("Data file").set_input_files(str(big))
+        page.get_by_role("button", name="Propose a schema from the file").click()
+        expect(page.get_by_role("alert")).to_contain_text("larger than the hub accepts (4.0 KB)")
+        expect(page.get_by_label("Data file")).to_be_focused()
+        assert not [url for url in sent if url.endswith("/upload")]
+        tab.look("my-agency-too-large", narrow=False)

@@ -526,3 +526,22 @@ def test_every_reader_format_can_start_a_dataset(
     report = steward.get(created.headers["location"])
     rows = content.count(b"\n") - 1 if name.endswith(".csv") else 30
     assert f"Stored as version 1: {rows} of {rows} rows accepted" in report.text
+
+
+def test_history_flags_a_breaking_schema_version(steward: PortalClient, hub: HubProcess) -> None:
+    spec = {**COUNTS, "slug": "schema_history", "title": "Schema history"}
+    narrower = {"fields": [f for f in COUNTS["table_schema"]["fields"] if f["name"] != "reporter"]}
+    with hub.as_role("steward", "transport") as api:
+        assert api.post("/api/v1/datasets", json=spec).status_code == 201
+        path = "/api/v1/datasets/transport/schema_history/schema"
+        changed = api.put(path, json={"table_schema": narrower, "breaking": True})
+        assert changed.status_code == 200, changed.text
+    page = steward.get("/my-agency/schema_history")
+    schemas = page.text.split('id="schemas-title"')[1]
+    first, second = (re.search(rf'<td class="num">{n}.*?</tr>', schemas, re.S) for n in (1, 2))
+    assert first
+    assert second
+    assert '<span class="badge sensitive">breaking</span>' in second.group(0)
+    assert "reporter" in second.group(0)  # the change names the removed field
+    assert "breaking</span>" not in first.group(0)
+    assert "current" in second.group(0)

@@ -156,6 +156,14 @@ def test_my_agency_lists_own_datasets_and_only_stewards_may_create(hub: HubProce
         assert 'href="/my-agency/planted_counts"' in page.text
         assert 'href="/my-agency/new"' not in page.text
         assert analyst.get("/my-agency/new").status_code == 403
+        refused = _post_file(
+            analyst,
+            "/my-agency/new/upload",
+            {"step": "create", "title": "Mine", "slug": "analyst_made"},
+            ("readings.csv", SAMPLE_CSV, "text/csv"),
+            form_page="/my-agency",
+        )
+        assert refused.status_code == 403
     with _portal(hub, "steward", "health") as other:
         assert "planted_counts" not in other.get("/my-agency").text
         assert other.get("/my-agency/planted_counts").status_code == 404

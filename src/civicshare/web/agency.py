@@ -58,7 +58,6 @@ DEFAULT_ERROR_PERCENT = "5"
 SAMPLE_ERROR_RATE = 0.05
 # Errors the file readers raise about a file's contents, shown next to the file input.
 FILE_ERRORS = (Invalid, UnsupportedMediaType)
-METADATA = ("title", "slug", "description", "theme", "license", "keywords", "contact")
 
 
 # ---------------------------------------------------------------------------- form reading
@@ -196,19 +195,25 @@ class Proposal:
     choices: dict[str, infer.FieldChoice]
 
 
-@router.get(BASE + "/new")
-def new_dataset(visitor: VisitorDep) -> Response:
+def _creator(visitor: Visitor) -> tuple[Actor, str]:
+    """A person who may create datasets in their agency (``create_dataset`` checks it again)."""
     actor, agency = _agency_of(visitor)
     if not is_allowed(actor, Action.dataset_create, agency_id=actor.agency_id):
         raise Forbidden("only a data steward of the agency can create datasets")
+    return actor, agency
+
+
+@router.get(BASE + "/new")
+def new_dataset(visitor: VisitorDep) -> Response:
+    _actor, agency = _creator(visitor)
     values = {"visibility": "private", "ingest_sample": "1"}
     return _new_page(visitor, agency, values, None, FieldErrors())
 
 
 @router.post(BASE + "/new/upload")
 async def new_dataset_submit(visitor: VisitorDep) -> Response:
+    actor, agency = _creator(visitor)  # before the file is read: nobody else gets inference
     form = await read_upload_form(visitor)
-    actor, agency = _agency_of(visitor)
     values = _texts(form)
     errors = FieldErrors()
     upload = _file(form, errors)

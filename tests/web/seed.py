@@ -76,10 +76,16 @@ CASES: dict[str, Any] = {
 }
 
 
-def create_with_data(proc: HubProcess, spec: dict[str, Any], csv_text: str) -> None:
+def create_dataset(proc: HubProcess, spec: dict[str, Any]) -> None:
+    """Register the dataset without data (the test then uploads it, e.g. through the portal)."""
     with proc.as_role("steward", spec["agency"]) as steward:
         created = steward.post("/api/v1/datasets", json=spec)
         assert created.status_code == 201, created.text
+
+
+def create_with_data(proc: HubProcess, spec: dict[str, Any], csv_text: str) -> None:
+    create_dataset(proc, spec)
+    with proc.as_role("steward", spec["agency"]) as steward:
         path = f"/api/v1/datasets/{spec['agency']}/{spec['slug']}/ingest"
         files = {"file": (f"{spec['slug']}.csv", csv_text.encode(), "text/csv")}
         stored = steward.post(path, files=files)

@@ -1,8 +1,9 @@
 """DESIGN.md §1 scenarios walked through the portal in Chromium, as far as the pages go.
 
-Scenario 4 end to end: a steward's data is published, an analyst of another agency requests
-access, the steward approves, the analyst reads under the agreement and downloads, the steward
-revokes, the analyst is refused at once, and the agreement's history still shows what was read.
+Scenario 4 end to end: a steward uploads the data on the My agency page, an analyst of another
+agency requests access, the steward approves, the analyst reads under the agreement and
+downloads, the steward revokes, the analyst is refused at once, and the agreement's history
+still shows what was read.
 Scenario 3: the public browses, charts and downloads open data (see test_browser_catalog).
 """
 
@@ -10,20 +11,23 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, expect
 
 from tests.support.hubproc import HubProcess
+from tests.web.agency_steps import upload_through_page
 from tests.web.browser import Tab, open_tab
-from tests.web.seed import seed_catalog
+from tests.web.seed import BIKES, BIKES_CSV, CASES, CASES_CSV, create_dataset, create_with_data
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
 def hub(hub_process: HubProcess) -> HubProcess:
-    seed_catalog(hub_process)
+    create_with_data(hub_process, BIKES, BIKES_CSV)
+    create_dataset(hub_process, CASES)  # its data comes through the steward's upload page
     return hub_process
 
 
@@ -45,11 +49,19 @@ def _preview(tab: Tab) -> None:
     tab.page.get_by_role("button", name="Show the first rows").click()
 
 
-def test_revoked_agreement_stops_access_at_once(browser: Browser, hub: HubProcess) -> None:
+def test_revoked_agreement_stops_access_at_once(
+    browser: Browser, hub: HubProcess, tmp_path: Path
+) -> None:
     with (
         logged_in(browser, hub, "analyst", "fire_ems") as analyst,
         logged_in(browser, hub, "steward", "health") as steward,
     ):
+        # The steward uploads the case reports on the dataset's My agency page.
+        cases = tmp_path / "flu_cases.csv"
+        cases.write_text(CASES_CSV)
+        upload_through_page(steward, "flu_cases", cases)
+        expect(steward.page.get_by_text("Stored as version 1")).to_be_visible()
+
         # The analyst finds the dataset and asks for access.
         a = analyst.page
         analyst.goto("/catalog/health.flu_cases")

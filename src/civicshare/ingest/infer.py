@@ -9,13 +9,16 @@ All checks run over whole sampled columns with Arrow compute.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import ValidationError
 
+from civicshare.errors import Invalid
 from civicshare.ingest import parsing
 from civicshare.ingest.readers import Format, open_table
 
@@ -119,7 +122,7 @@ def sql_names(titles: Iterable[str]) -> list[str]:
 
 
 def read_sample(
-    path: Path,
+    path: Path | BinaryIO,
     *,
     filename: str | None = None,
     format: Format | None = None,
@@ -249,7 +252,7 @@ def _primary_key(fields: list[dict[str, Any]], sample: pa.Table) -> list[str]:
 
 
 def infer_schema_dict(
-    path: Path,
+    path: Path | BinaryIO,
     *,
     filename: str | None = None,
     format: Format | None = None,
@@ -301,7 +304,7 @@ def _classification(name: str, pii: str | None) -> str:
 
 
 def infer_schema(
-    path: Path,
+    path: Path | BinaryIO,
     *,
     filename: str | None = None,
     format: Format | None = None,
@@ -312,3 +315,48 @@ def infer_schema(
 
     proposal = infer_schema_dict(path, filename=filename, format=format, sample_rows=sample_rows)
     return TableSchema.model_validate(proposal)
+
+
+@dataclass(frozen=True)
+class FieldChoice:
+    """What a steward decided for one proposed field before the dataset is created."""
+
+    classification: str
+    pii: str | None
+    required: bool
+    unique: bool
+
+
+def adjust_schema(proposal: TableSchema, *, choices: Mapping[str, FieldChoice]) -> TableSchema:
+    """The proposal with the steward's classification, PII kind, required and unique per field.
+
+    Fields without a choice keep what inference proposed; an impossible choice (an unknown
+    classification or PII kind) raises ``Invalid`` naming the field.
+    """
+    from civicshare.catalog.tableschema import TableSchema
+
+    document = proposal.canonical()
+    for field in document["fields"]:
+        choice = choices.get(field["name"])
+        if choice is None:
+            continue
+        field["classification"] = choice.classification
+        if choice.pii:
+            field["pii"] = choice.pii
+        else:
+            field.pop("pii", None)
+        constraints = field.setdefault("constraints", {})
+        constraints["required"] = choice.required
+        constraints["unique"] = choice.unique
+    try:
+        return TableSchema.model_validate(document)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        location = problem.get("loc", ())
+        index = location[1] if len(location) > 1 and location[0] == "fields" else None
+        name = document["fields"][index]["name"] if isinstance(index, int) else None
+        raise Invalid(
+            problem.get("msg", "is not valid").removeprefix("Value error, "),
+            code="invalid_field_choice",
+            details={"field": name},
+        ) from None

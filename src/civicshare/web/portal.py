@@ -16,7 +16,7 @@ def _may_read_audit(actor: Actor) -> bool:
 
 
 def mount_portal(app: FastAPI) -> None:
-    from civicshare.web import agreements, audit, catalog, console, pages
+    from civicshare.web import agency, agreements, audit, catalog, console, pages
     from civicshare.web.render import NAV_SECTIONS
 
     NAV_SECTIONS[:] = [
@@ -24,8 +24,11 @@ def mount_portal(app: FastAPI) -> None:
         ("/agreements", "Agreements", lambda actor: actor.agency_id is not None),
         ("/audit", "Audit", _may_read_audit),
         ("/console", "Query console", lambda actor: is_allowed(actor, Action.query_run)),
+        ("/my-agency", "My agency", lambda actor: actor.agency_id is not None),
     ]
 
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     for router in (pages.router, catalog.router, agreements.router, audit.router, console.router):
         app.include_router(router)
+    app.include_router(agency.router)
+    app.add_middleware(agency.UploadLimitPages)

@@ -21,6 +21,7 @@ from civicshare.permissions import Actor
 from civicshare.policy.models import PURPOSES
 from civicshare.policy.treatments import quote_identifier
 from civicshare.query import service as query
+from civicshare.query.engine import HARD_MAX_ROWS
 from civicshare.query.formats import json_text
 from civicshare.query.service import QueryResult
 from civicshare.storage import service as storage
@@ -167,12 +168,23 @@ def _purpose(raw: str) -> str | None:
 
 
 def _run(
-    visitor: Visitor, viewer: Actor, sql: str, purpose: str | None, fmt: str = "json"
+    visitor: Visitor,
+    viewer: Actor,
+    sql: str,
+    purpose: str | None,
+    fmt: str = "json",
+    max_rows: int | None = None,
 ) -> QueryResult:
     # Its own transaction: the governed query records its audit entry, committed here.
     with visitor.unit() as db:
         return query.run_query(
-            db=db, hub=visitor.hub, actor=viewer, sql=sql, purpose=purpose, fmt=fmt
+            db=db,
+            hub=visitor.hub,
+            actor=viewer,
+            sql=sql,
+            purpose=purpose,
+            fmt=fmt,
+            max_rows=max_rows,
         )
 
 
@@ -223,13 +235,16 @@ def _download(visitor: Visitor, portal: Portal, actor: Actor | None, ref: str) -
     with visitor.unit() as db:
         dataset = _find(db, portal, actor, ref)
         name, checked_ref = dataset.slug, dataset.ref
-    result = _run(visitor, actor or PUBLIC, f"SELECT * FROM {checked_ref}", purpose, fmt)
-    content = json_text(result.response()).encode() if fmt == "json" else result.content or b""
-    return Response(
-        content,
-        media_type=result.media_type,
-        headers={"Content-Disposition": f'attachment; filename="{name}.{fmt}"'},
+    # A download is the whole dataset, not a page of it: up to the engine's hard row cap
+    # (bigger tables are for Delta Sharing or the CKAN datastore API, which page).
+    result = _run(
+        visitor, actor or PUBLIC, f"SELECT * FROM {checked_ref}", purpose, fmt, HARD_MAX_ROWS
     )
+    content = json_text(result.response()).encode() if fmt == "json" else result.content or b""
+    headers = {"Content-Disposition": f'attachment; filename="{name}.{fmt}"'}
+    if result.truncated:
+        headers["X-Civicshare-Truncated"] = f"first {HARD_MAX_ROWS} rows only"
+    return Response(content, media_type=result.media_type, headers=headers)
 
 
 def _page_number(raw: str) -> int:

@@ -366,8 +366,8 @@ def policy_view(
     schema = table_schema.arrow_schema()
 
     def reader(columns: list[str]) -> pa.Table:
-        stream = storage.read_version(
-            db=db, hub=hub, dataset=dataset, version=chosen.number, columns=columns
+        stream = storage.read_chosen_version(
+            db=db, hub=hub, dataset=dataset, chosen=chosen, schema=schema, columns=columns
         )
         return stream.read_all()
 
@@ -503,22 +503,25 @@ def rows_left_today(*, db: Session, agreement: Agreement) -> int | None:
     return max(agreement.max_rows_per_day - (usage.rows if usage else 0), 0)
 
 
-def record_usage(*, db: Session, agreement: Agreement, rows: int) -> None:
+def record_usage(*, db: Session, agreement: Agreement | int, rows: int) -> None:
+    """Count one query and its rows against the agreement (an ``Agreement`` or its row id:
+    the query engine passes the id, as its session was rolled back while the query ran)."""
     usage = _usage(db, agreement, create=True)
     assert usage is not None
     usage.queries += 1
     usage.rows += rows
 
 
-def _usage(db: Session, agreement: Agreement, *, create: bool) -> AgreementUsage | None:
+def _usage(db: Session, agreement: Agreement | int, *, create: bool) -> AgreementUsage | None:
     today = utcnow().date()
+    agreement_id = agreement if isinstance(agreement, int) else agreement.id
     usage = db.scalar(
         select(AgreementUsage).where(
-            AgreementUsage.agreement_id == agreement.id, AgreementUsage.day == today
+            AgreementUsage.agreement_id == agreement_id, AgreementUsage.day == today
         )
     )
     if usage is None and create:
-        usage = AgreementUsage(agreement_id=agreement.id, day=today, queries=0, rows=0)
+        usage = AgreementUsage(agreement_id=agreement_id, day=today, queries=0, rows=0)
         db.add(usage)
     return usage
 

@@ -7,8 +7,14 @@ from typing import Any
 
 import pyarrow as pa
 
-from civicshare.query.disclosure import Cell, released_count, suppress
-from civicshare.query.rewrite import AggregatePlan, Plan
+from civicshare.query.disclosure import (
+    Cell,
+    magnitude_suppression,
+    released_count,
+    released_magnitude,
+    suppress,
+)
+from civicshare.query.rewrite import MAGNITUDE_HIDDEN, AggregatePlan, Magnitude, Plan
 from civicshare.query.sandbox import DEFAULT_TIMEOUT_SECONDS, ArrowSource, sandbox
 
 DEFAULT_MAX_ROWS = 10_000
@@ -41,7 +47,9 @@ def run_plan(
     max_rows: int = DEFAULT_MAX_ROWS,
     timeout: float = DEFAULT_TIMEOUT_SECONDS,
 ) -> QueryOutput:
-    fetched = sandbox().fetch(plan.sql, sources, max_rows=max_rows, timeout=timeout)
+    fetched = sandbox().fetch(
+        plan.sql, sources, max_rows=max_rows, timeout=timeout, reference_sql=plan.reference_sql
+    )
     if plan.aggregate is None:
         return QueryOutput(fetched.table, fetched.truncated)
     return protect_aggregate(fetched.table, plan.aggregate, truncated=fetched.truncated)
@@ -49,19 +57,19 @@ def run_plan(
 
 def protect_aggregate(table: pa.Table, plan: AggregatePlan, *, truncated: bool) -> QueryOutput:
     """Suppress small cells (and their complements), perturb the rest, drop hidden columns."""
-    visible = table.num_columns - 2
+    visible = table.num_columns - plan.hidden
     names = table.column_names[:visible]
-    rows = table.to_pylist()
+    rows = [list(row) for row in zip(*(c.to_pylist() for c in table.columns), strict=True)]
     cells = [
         Cell(
-            keys=tuple(row[names[p]] for p in plan.key_positions),
-            count=int(row[table.column_names[visible]]),
-            cell_key=int(row[table.column_names[visible + 1]] or 0),
+            keys=tuple(row[p] for p in plan.key_positions),
+            count=int(row[visible]),
+            cell_key=int(row[visible + 1] or 0),
         )
         for row in rows
     ]
     suppress(cells, min_cell=plan.min_cell)
-    columns: list[list[Any]] = [[row[name] for row in rows] for name in names]
+    columns: list[list[Any]] = [[row[p] for row in rows] for p in range(visible)]
     suppressed: list[dict[str, Any]] = []
     for index, cell in enumerate(cells):
         value = (
@@ -69,11 +77,45 @@ def protect_aggregate(table: pa.Table, plan: AggregatePlan, *, truncated: bool) 
         )
         for position in plan.count_positions:
             columns[position][index] = value
+        where = {names[p]: cell.keys[i] for i, p in enumerate(plan.key_positions)}
         if cell.suppressed:
-            where = {names[p]: cell.keys[i] for i, p in enumerate(plan.key_positions)}
             suppressed.append({"cell": where, "reason": cell.suppressed})
-    arrays = [
-        pa.array(columns[p], type=pa.int64()) if p in plan.count_positions else table.column(p)
-        for p in range(visible)
-    ]
+        for number, magnitude in enumerate(plan.magnitudes):
+            hidden = rows[index][visible + 2 + MAGNITUDE_HIDDEN * number :]
+            released, reason = _magnitude_value(cell, magnitude, hidden, plan.min_cell)
+            columns[magnitude.position][index] = released
+            if reason is not None:
+                suppressed.append({"cell": where, "column": names[magnitude.position],
+                                   "reason": reason})  # fmt: skip
+    arrays = [_released_array(p, columns[p], table, plan) for p in range(visible)]
     return QueryOutput(pa.table(arrays, names=names), truncated, suppressed)
+
+
+def _magnitude_value(
+    cell: Cell, magnitude: Magnitude, hidden: list[Any], min_cell: int
+) -> tuple[float | int | None, str | None]:
+    """A cell's released sum or average, or None and why not (None: the cell is suppressed)."""
+    if cell.suppressed:
+        return None, None
+    nonnull, total, largest, spread = hidden[:MAGNITUDE_HIDDEN]
+    reason = magnitude_suppression(
+        nonnull=int(nonnull),
+        largest=None if largest is None else float(largest),
+        total_magnitude=None if spread is None else float(spread),
+        min_cell=min_cell,
+    )
+    if reason is not None:
+        return None, reason
+    value = released_magnitude(total, largest, cell.cell_key, magnitude.column)
+    if magnitude.kind == "avg":
+        return value / released_count(int(nonnull), cell.cell_key, min_cell), None
+    return (round(value) if magnitude.integer else value), None
+
+
+def _released_array(position: int, values: list[Any], table: pa.Table, plan: AggregatePlan) -> Any:
+    if position in plan.count_positions:
+        return pa.array(values, type=pa.int64())
+    for magnitude in plan.magnitudes:
+        if magnitude.position == position:
+            return pa.array(values, type=pa.int64() if magnitude.integer else pa.float64())
+    return table.column(position)

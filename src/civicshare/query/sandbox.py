@@ -93,9 +93,16 @@ class Sandbox:
         *,
         max_rows: int,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        reference_sql: str | None = None,
     ) -> Fetched:
-        """Run ``sql`` and read at most ``max_rows`` rows (``truncated`` says if more existed)."""
+        """Run ``sql`` and read at most ``max_rows`` rows (``truncated`` says if more existed).
+
+        With ``reference_sql`` (an equivalent, plainer query), ``sql`` runs only if it binds to
+        the same column types, and its columns take the reference's names; otherwise the
+        reference runs. Binding reads no data.
+        """
         with self._connection(sources, timeout) as connection, _translated_errors(timeout):
+            sql, names = _bound(connection, sql, reference_sql)
             reader = connection.execute(sql).to_arrow_reader(BATCH_ROWS)
             batches: list[pa.RecordBatch] = []
             kept = 0
@@ -108,6 +115,8 @@ class Sandbox:
                 batches.append(batch)
                 kept += batch.num_rows
             table = pa.Table.from_batches(batches, schema=reader.schema)
+        if names is not None:
+            table = table.rename_columns(names)
         return Fetched(table, truncated)
 
     def stream(
@@ -120,6 +129,19 @@ class Sandbox:
         """Run ``sql`` and return all its rows as a reader (read eagerly within the deadline)."""
         fetched = self.fetch(sql, sources, max_rows=2**62, timeout=timeout)
         return fetched.table.to_reader()
+
+
+def _bound(
+    connection: duckdb.DuckDBPyConnection, sql: str, reference_sql: str | None
+) -> tuple[str, list[str] | None]:
+    """The SQL to run and the output names to give it (see ``Sandbox.fetch``)."""
+    if reference_sql is None:
+        return sql, None
+    reference = connection.sql(reference_sql)
+    candidate = connection.sql(sql)
+    if [str(t) for t in candidate.types] != [str(t) for t in reference.types]:
+        return reference_sql, None
+    return sql, list(reference.columns)
 
 
 @contextmanager

@@ -296,19 +296,20 @@ def _render(
         for projection, output in zip(statement.expressions, outputs, strict=True)
         if output.partial is not None
     ]
-    inner = exp.select(*key_names)
-    inner = inner.select(
-        *(exp.alias_(node, f"{PARTIAL_PREFIX}{i}") for i, node in enumerate(partials))
+    # Nodes, not strings: the builder would parse every string with the SQL parser.
+    inner = exp.Select(
+        expressions=[exp.column(name) for name in key_names]
+        + [exp.alias_(node, f"{PARTIAL_PREFIX}{i}") for i, node in enumerate(partials)]
     )
     placeholder = exp.Table(
         this=exp.to_identifier("__cs_pv_0"),
         alias=exp.TableAlias(this=exp.to_identifier(table.alias_or_name)),
     )
-    inner = inner.from_(placeholder)
+    inner.set("from_", exp.From(this=placeholder))
     where = statement.args.get("where")
     if where is not None:
         inner.set("where", where.copy())
-    inner = inner.group_by(*key_names)
+    inner.set("group", exp.Group(expressions=[exp.column(name) for name in key_names]))
     treated = [view.treated_sql(key, name) for key, name in zip(keys, key_names, strict=True)]
     items = []
     for index, output in enumerate(outputs):

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -68,6 +69,7 @@ class Sandbox:
             },
         )
         self._lock = threading.Lock()
+        self._watchdog = Watchdog()
 
     @contextmanager
     def _connection(
@@ -75,15 +77,15 @@ class Sandbox:
     ) -> Iterator[duckdb.DuckDBPyConnection]:
         with self._lock:  # creating cursors is not thread-safe; running them is
             connection = self.database.cursor()
-        timer = threading.Timer(timeout, connection.interrupt)
-        timer.daemon = True
+        token: int | None = None
         try:
             for name, source in sources.items():
                 connection.register(name, source)
-            timer.start()
+            token = self._watchdog.watch(connection, timeout)
             yield connection
         finally:
-            timer.cancel()
+            if token is not None:
+                self._watchdog.cancel(token)
             connection.close()
 
     def fetch(
@@ -129,6 +131,56 @@ class Sandbox:
         """Run ``sql`` and return all its rows as a reader (read eagerly within the deadline)."""
         fetched = self.fetch(sql, sources, max_rows=2**62, timeout=timeout)
         return fetched.table.to_reader()
+
+
+class Watchdog:
+    """One thread interrupting connections that pass their deadline.
+
+    A ``threading.Timer`` per query started a thread per query, and starting a thread waits
+    until it first runs, which on a busy machine cost milliseconds. Interrupts happen under
+    the lock, and ``cancel`` takes it, so a connection is never interrupted after its query
+    has been cancelled (and its connection closed or reused).
+    """
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._deadlines: dict[int, tuple[float, duckdb.DuckDBPyConnection]] = {}
+        self._next_token = 0
+        self._thread: threading.Thread | None = None
+
+    def watch(self, connection: duckdb.DuckDBPyConnection, timeout: float) -> int:
+        with self._condition:
+            self._next_token += 1
+            token = self._next_token
+            self._deadlines[token] = (time.monotonic() + timeout, connection)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="civicshare-query-watchdog", daemon=True
+                )
+                self._thread.start()
+            self._condition.notify()
+            return token
+
+    def cancel(self, token: int) -> None:
+        with self._condition:
+            self._deadlines.pop(token, None)
+
+    def _run(self) -> None:
+        with self._condition:
+            while True:
+                if not self._deadlines:
+                    self._condition.wait()
+                    continue
+                token, (deadline, connection) = min(
+                    self._deadlines.items(), key=lambda item: item[1][0]
+                )
+                left = deadline - time.monotonic()
+                if left > 0:
+                    self._condition.wait(left)
+                    continue
+                del self._deadlines[token]
+                with suppress(duckdb.Error):  # already finished: nothing to stop
+                    connection.interrupt()
 
 
 def _bound(

@@ -9,7 +9,7 @@ from typing import Any
 
 import pyarrow as pa
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from civicshare.agency import service as agency_service
 from civicshare.agency.models import Agency, Role
@@ -41,6 +41,11 @@ from civicshare.storage import service as storage
 from civicshare.storage.models import DatasetVersion
 
 MIN_JUSTIFICATION = 20
+_LAZY_RELATED = (
+    lazyload(Agreement.provider),
+    lazyload(Agreement.recipient),
+    lazyload(Agreement.grants),
+)
 
 # ---------------------------------------------------------------------------- agreements
 
@@ -389,7 +394,7 @@ def policy_view(
         return PolicyView(columns=_public_columns(table_schema), access="public", **common)
     agreement = active_agreement(db=db, actor=actor, dataset=dataset, purpose=purpose)
     check_limits(db=db, agreement=agreement)
-    grant = next(g for g in agreement.grants if g.dataset_id == dataset.id)
+    grant = _grant_of(db, agreement, dataset)
     granted = tuple(
         GrantedColumn(name, parse_treatment(spec))
         for name, spec in grant.columns
@@ -406,6 +411,20 @@ def policy_view(
         pseudonym_key=hub.keys.derive(b"pseudonym:" + agreement.public_id.encode()),
         **common,
     )
+
+
+def _grant_of(db: Session, agreement: Agreement, dataset: Dataset) -> AgreementDataset:
+    grant = db.scalar(
+        select(AgreementDataset)
+        .where(
+            AgreementDataset.agreement_id == agreement.id,
+            AgreementDataset.dataset_id == dataset.id,
+        )
+        .options(lazyload(AgreementDataset.dataset))
+    )
+    if grant is None:  # the candidate query joined on this very row
+        raise NotFound(f"agreement {agreement.public_id} has no grant for {dataset.ref}")
+    return grant
 
 
 def _public_columns(schema: TableSchema) -> tuple[GrantedColumn, ...]:
@@ -433,6 +452,9 @@ def active_agreement(
                 Agreement.recipient_agency_id == actor.agency_id,
             )
             .order_by(Agreement.id.desc())
+            # Checked on every query: the agreement row alone (agencies and grants load
+            # on access; the policy view reads its one grant with ``_grant_of``).
+            .options(*_LAZY_RELATED)
         ).unique()
         if actor.role in {Role.steward, Role.analyst}
         and (not agreement.recipient_users or actor.email in agreement.recipient_users)

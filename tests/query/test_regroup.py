@@ -204,7 +204,6 @@ def test_stored_keys_never_leave_the_query() -> None:
     built = plan(
         "SELECT zip, count(*) AS n FROM p.people GROUP BY zip",
         {"p.people": view("p.people", PEOPLE, grants)},
-        regroup_min_rows=0,
     )
     assert built.reference_sql is not None
     output = run(

@@ -23,6 +23,8 @@ HARD_MAX_ROWS = 1_000_000
 # plan exists (query/regroup.py): on a few thousand rows the treatments are cheap, and the
 # grouping-first plan's second bind costs more than it saves (~2 ms vs ~4 ms on 200 rows).
 REGROUP_MIN_ROWS = 100_000
+# Below this many source rows the query runs on the one-thread sandbox (see ``sandbox``).
+SMALL_SOURCE_ROWS = 100_000
 
 
 @dataclass
@@ -60,12 +62,12 @@ def run_plan(
     regroup_min_rows: int = REGROUP_MIN_ROWS,
 ) -> QueryOutput:
     sql, reference = plan.sql, plan.reference_sql
-    if reference is not None and _known_rows(sources) < regroup_min_rows:
+    rows = _known_rows(sources)
+    if reference is not None and rows < regroup_min_rows:
         # Small sources: treating every row costs less than binding two plans.
         sql, reference = reference, None
-    fetched = sandbox().fetch(
-        sql, sources, max_rows=max_rows, timeout=timeout, reference_sql=reference
-    )
+    box = sandbox(threads=1) if rows < SMALL_SOURCE_ROWS else sandbox()
+    fetched = box.fetch(sql, sources, max_rows=max_rows, timeout=timeout, reference_sql=reference)
     if plan.aggregate is None:
         return QueryOutput(fetched.table, fetched.truncated)
     return protect_aggregate(fetched.table, plan.aggregate, truncated=fetched.truncated)
@@ -76,7 +78,7 @@ def _known_rows(sources: dict[str, ArrowSource]) -> int:
     total = 0
     for source in sources.values():
         if not isinstance(source, pa.Table):
-            return REGROUP_MIN_ROWS
+            return max(REGROUP_MIN_ROWS, SMALL_SOURCE_ROWS)
         total += source.num_rows
     return total
 

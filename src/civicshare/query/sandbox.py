@@ -224,10 +224,17 @@ _state: dict[str, Any] = {}
 _state_lock = threading.Lock()
 
 
-def sandbox() -> Sandbox:
-    """The process's sandbox (created on first use)."""
+def sandbox(*, threads: int = DEFAULT_THREADS) -> Sandbox:
+    """The process's sandbox with ``threads`` worker threads (each created on first use).
+
+    The engine runs queries over small sources on a one-thread sandbox: DuckDB then works on
+    the calling thread alone, instead of handing tasks to workers that a busy machine starts
+    late (on the shared 2-core machine: median 3.4 ms vs 5.8 ms for a 200-row query). Both are
+    opened with the same lockdown.
+    """
     with _state_lock:
-        if "sandbox" not in _state:
-            _state["sandbox"] = Sandbox()
-        current: Sandbox = _state["sandbox"]
+        key = f"sandbox-{threads}"
+        if key not in _state:
+            _state[key] = Sandbox(threads=threads)
+        current: Sandbox = _state[key]
         return current

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, lazyload
 
 from civicshare.agency import service as agency_service
@@ -528,10 +528,20 @@ def rows_left_today(*, db: Session, agreement: Agreement) -> int | None:
 def record_usage(*, db: Session, agreement: Agreement | int, rows: int) -> None:
     """Count one query and its rows against the agreement (an ``Agreement`` or its row id:
     the query engine passes the id, as its session was rolled back while the query ran)."""
-    usage = _usage(db, agreement, create=True)
-    assert usage is not None
-    usage.queries += 1
-    usage.rows += rows
+    agreement_id = agreement if isinstance(agreement, int) else agreement.id
+    # One UPDATE that adds in the database (no read first, no lost update between two
+    # concurrent queries); the day's row is created by the first query of the day.
+    counted = db.execute(
+        update(AgreementUsage)
+        .where(AgreementUsage.agreement_id == agreement_id, AgreementUsage.day == utcnow().date())
+        .values(queries=AgreementUsage.queries + 1, rows=AgreementUsage.rows + rows)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(counted, "rowcount", 0) == 0:
+        usage = _usage(db, agreement_id, create=True)
+        assert usage is not None
+        usage.queries += 1
+        usage.rows += rows
 
 
 def _usage(db: Session, agreement: Agreement | int, *, create: bool) -> AgreementUsage | None:

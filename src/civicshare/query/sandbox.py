@@ -2,9 +2,9 @@
 
 One in-memory database per process and thread count (see ``sandbox``), opened with external
 access disabled (no files, no HTTP, no extensions), extension autoload/autoinstall off and the
-configuration locked, so no query can turn them back on. Each query gets its own connection (a cursor): its Arrow sources are
-registered on that connection only, the watchdog thread interrupts it at the deadline, and its
-output is read batch by batch up to the row cap.
+configuration locked, so no query can turn them back on. Each query gets its own connection
+(a cursor): its Arrow sources are registered on that connection only, the watchdog thread
+interrupts it at the deadline, and its output is read batch by batch up to the row cap.
 """
 
 from __future__ import annotations

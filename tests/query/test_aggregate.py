@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -119,7 +120,15 @@ def test_differencing_two_queries_does_not_reveal_one_persons_presence() -> None
         "SELECT zip, count(*) FROM health.cases GROUP BY zip LIMIT 1 OFFSET 3",
         "SELECT zip, count(*) FROM health.cases GROUP BY zip HAVING count(*) < 3",
         "SELECT zip, max(age) FROM health.cases GROUP BY zip",
-        "SELECT zip, sum(age) FROM health.cases GROUP BY zip",
+        "SELECT zip, min(age) FROM health.cases GROUP BY zip",
+        "SELECT zip, arg_max(zip, age) FROM health.cases GROUP BY zip",
+        "SELECT zip, sum(DISTINCT age) FROM health.cases GROUP BY zip",
+        "SELECT zip, sum(age * age) FROM health.cases GROUP BY zip",
+        "SELECT zip, sum(zip) FROM health.cases GROUP BY zip",
+        "SELECT zip, avg(age) FILTER (WHERE age > 90) FROM health.cases GROUP BY zip",
+        "SELECT zip, count(*) + sum(age) FROM health.cases GROUP BY zip",
+        "SELECT zip, sum(age) / count(*) FROM health.cases GROUP BY zip",
+        "SELECT zip, median(age) FROM health.cases GROUP BY zip",
         "SELECT zip, count(DISTINCT age) FROM health.cases GROUP BY zip",
         "SELECT zip, count(*) FROM health.cases GROUP BY ROLLUP (zip)",
         "SELECT zip, count(*) FROM health.cases GROUP BY zip ORDER BY count(*) DESC",
@@ -209,3 +218,95 @@ def test_record_keys_fall_back_to_every_column_without_a_primary_key() -> None:
     for row in output.table.to_pylist():
         count = row["count_star()"]
         assert count is None or abs(count - truth[(row["zip"],)]) <= 2
+
+
+def test_min_and_max_are_refused_with_the_reason() -> None:
+    with pytest.raises(Forbidden) as caught:
+        plan("SELECT zip, max(age) FROM health.cases GROUP BY zip", _views())  # type: ignore[arg-type]
+    assert "min() and max() reveal one person's value" in caught.value.message
+
+
+def _sums(sql: str, views: dict[str, object] | None = None) -> Any:
+    return run(sql, views or _views())  # type: ignore[arg-type]
+
+
+def test_sums_and_averages_are_released_with_bounded_noise() -> None:
+    output = _sums(
+        "SELECT zip, count(*) AS n, sum(age) AS total, avg(age) AS mean FROM health.cases "
+        "GROUP BY zip ORDER BY zip"
+    )
+    assert output.table.schema.field("total").type == pa.int64()
+    assert output.table.schema.field("mean").type == pa.float64()
+    rows = CASES.to_pylist()
+    for row in output.table.to_pylist():
+        ages = [r["age"] for r in rows if r["zip"] == row["zip"]]
+        if row["n"] is None:  # a suppressed cell withholds its sum and mean too
+            assert row["total"] is None
+            assert row["mean"] is None
+            continue
+        assert abs(row["total"] - sum(ages)) <= 0.5 * max(ages) + 0.5
+        # The mean is the released sum over the released count: it reveals no exact count.
+        assert row["mean"] * row["n"] == pytest.approx(row["total"], abs=0.5)
+    reasons = {(s["cell"]["zip"], s.get("column")): s["reason"] for s in output.suppressed}
+    assert reasons[("94999", None)] == "primary"
+    assert sum(1 for row in output.table.to_pylist() if row["total"] is not None) >= 3
+
+
+def test_a_cell_dominated_by_one_record_withholds_its_sum() -> None:
+    zips = ["94110"] * 20 + ["94112"] * 20
+    income = [1_000] * 19 + [5_000_000] + [1_000] * 20
+    table = pa.table({"case_id": list(range(40)), "zip": zips, "income": income})
+    views = {
+        "health.cases": view(
+            "health.cases", table, {"zip": "clear", "income": "clear"}, aggregate_only=True,
+            record_key_columns=("case_id",),
+        )
+    }  # fmt: skip
+    output = _sums(
+        "SELECT zip, count(*) AS n, sum(income) AS s FROM health.cases GROUP BY zip ORDER BY zip",
+        views,
+    )
+    released = {r["zip"]: r for r in output.table.to_pylist()}
+    assert released["94110"]["s"] is None
+    assert released["94110"]["n"] is not None  # the count itself is not dominated
+    assert abs(released["94112"]["s"] - 20_000) <= 500
+    assert {"cell": {"zip": "94110"}, "column": "s", "reason": "dominance"} in output.suppressed
+
+
+def test_differencing_two_sums_does_not_reveal_one_persons_value() -> None:
+    """Removing one person (by age) changes a cell's true sum by their age; released sums
+    differ by that exact amount only by chance."""
+    base = "SELECT zip, week, sum(age) AS total FROM health.cases {} GROUP BY zip, week"
+    views = _views()
+    everyone = {
+        (r["zip"], r["week"]): r["total"] for r in _sums(base.format(""), views).table.to_pylist()
+    }
+    rows = CASES.to_pylist()
+    exact = compared = 0
+    for age in range(20, 60):
+        without = _sums(base.format(f"WHERE age <> {age}"), views).table.to_pylist()
+        for row in without:
+            cell = (row["zip"], row["week"])
+            removed = sum(1 for r in rows if (r["zip"], r["week"]) == cell and r["age"] == age)
+            if removed != 1 or row["total"] is None or everyone[cell] is None:
+                continue
+            compared += 1
+            exact += everyone[cell] - row["total"] == age
+    assert compared > 100
+    assert exact / compared < 0.1
+
+
+def test_sum_of_a_banded_column_uses_the_treated_values() -> None:
+    views = {
+        "health.cases": view(
+            "health.cases", CASES, {"zip": "clear", "age": "generalise(width=10)"},
+            aggregate_only=True, record_key_columns=("case_id",),
+        )
+    }  # fmt: skip
+    output = _sums("SELECT zip, sum(age) AS s FROM health.cases GROUP BY zip", views)
+    rows = CASES.to_pylist()
+    for row in output.table.to_pylist():
+        if row["s"] is None:
+            continue
+        banded = [r["age"] // 10 * 10 for r in rows if r["zip"] == row["zip"]]
+        assert abs(row["s"] - sum(banded)) <= 0.5 * max(banded) + 0.5

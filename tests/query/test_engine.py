@@ -217,12 +217,14 @@ def test_duckdb_errors_do_not_echo_data_values() -> None:
         "COPY (SELECT 1) TO '/tmp/civicshare-sandbox-probe.csv'",
     ],
 )
-def test_the_sandbox_itself_refuses_files_settings_and_extensions(sql: str) -> None:
-    """Defence in depth: even SQL that got past the parser could not reach files or settings."""
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_sandbox_itself_refuses_files_settings_and_extensions(sql: str, threads: int) -> None:
+    """Defence in depth: even SQL that got past the parser could not reach files or settings
+    (both sandboxes: the one-thread one for small sources and the default one)."""
     from civicshare.query.sandbox import sandbox
 
     with pytest.raises(BadRequest):
-        sandbox().fetch(sql, {}, max_rows=10)
+        sandbox(threads=threads).fetch(sql, {}, max_rows=10)
 
 
 def test_boolean_operators_are_allowed_in_where_clauses() -> None:

@@ -120,6 +120,31 @@ CASES: list[tuple[str, str, str, str | None]] = [
      "service_delivery"),
     ("aggregate_max", "housing", "SELECT zip, max(age) FROM health.cases GROUP BY zip",
      "service_delivery"),
+    ("aggregate_min", "housing", "SELECT zip, min(age) FROM health.cases GROUP BY zip",
+     "service_delivery"),
+    ("aggregate_arg_max", "housing",
+     "SELECT zip, arg_max(zip, age) FROM health.cases GROUP BY zip", "service_delivery"),
+    ("aggregate_sum_distinct", "housing",
+     "SELECT zip, sum(DISTINCT age) FROM health.cases GROUP BY zip", "service_delivery"),
+    ("aggregate_sum_expression", "housing",
+     "SELECT zip, sum(age * age) FROM health.cases GROUP BY zip", "service_delivery"),
+    ("aggregate_sum_text", "housing", "SELECT zip, sum(zip) FROM health.cases GROUP BY zip",
+     "service_delivery"),
+    ("aggregate_sum_not_granted", "housing",
+     "SELECT zip, sum(case_id) FROM health.cases GROUP BY zip", "service_delivery"),
+    ("aggregate_avg_filter", "housing",
+     "SELECT zip, avg(age) FILTER (WHERE age > 90) FROM health.cases GROUP BY zip",
+     "service_delivery"),
+    ("aggregate_sum_arithmetic", "housing",
+     "SELECT zip, sum(age) - count(*) FROM health.cases GROUP BY zip", "service_delivery"),
+    ("aggregate_sum_having", "housing",
+     "SELECT zip, sum(age) FROM health.cases GROUP BY zip HAVING sum(age) > 100",
+     "service_delivery"),
+    ("aggregate_sum_order", "housing",
+     "SELECT zip, sum(age) FROM health.cases GROUP BY zip ORDER BY sum(age) DESC",
+     "service_delivery"),
+    ("aggregate_sum_window", "housing",
+     "SELECT zip, sum(age) OVER () FROM health.cases", "service_delivery"),
 ]  # fmt: skip
 
 
@@ -217,3 +242,28 @@ def test_binary_formats_over_http(city: HubProcess) -> None:
     assert pq.read_table(io.BytesIO(parquet.content)).column_names == ["zip", "age"]
     assert csv.text.splitlines()[0] == '"zip","age"'
     assert arrow.headers["x-civicshare-truncated"] == "true"
+
+
+def test_aggregate_only_sums_are_released_protected(city: HubProcess) -> None:
+    """sum/avg under aggregate_only: answered, small cells withheld, values perturbed."""
+    sql = (
+        "SELECT zip, count(*) AS n, sum(age) AS total, avg(age) AS mean FROM health.cases "
+        "WHERE age < 95 GROUP BY zip ORDER BY zip"
+    )
+    with city.as_role("analyst", "housing") as client:
+        response = post(client, sql, "service_delivery")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    truth: dict[str, list[int]] = {}
+    for row in cases_table(300).to_pylist():
+        if row["age"] < 95:
+            truth.setdefault(row["zip"], []).append(row["age"])
+    assert [c["name"] for c in body["columns"]] == ["zip", "n", "total", "mean"]
+    for zip_code, n, total, mean in body["rows"]:
+        ages = truth[zip_code]
+        assert n is not None
+        assert abs(total - sum(ages)) <= 0.5 * max(ages) + 0.5
+        assert mean * n == pytest.approx(total, abs=0.5)
+    record = denial_for(city, sql)[-1]
+    assert record["outcome"] == "allowed"
+    assert record["agreement"]

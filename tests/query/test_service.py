@@ -219,6 +219,26 @@ def test_daily_query_limit(city: Hub) -> None:
         query(city, "fire_ems", sql, "public_health_surveillance")
 
 
+def test_daily_row_limit_caps_and_then_refuses(city: Hub) -> None:
+    with city.db.session() as db:
+        agreement(
+            db,
+            recipient="fire_ems",
+            dataset="health.cases",
+            columns={"zip": "clear", "case_id": "clear"},
+            max_rows_per_day=5,
+        )
+    sql = "SELECT case_id FROM health.cases ORDER BY case_id"
+    purpose = "public_health_surveillance"
+    first = query(city, "fire_ems", sql, purpose, max_rows=3)
+    assert first.rows == 3
+    second = query(city, "fire_ems", sql, purpose)  # 2 of the day's 5 rows are left
+    assert second.rows == 2
+    assert second.truncated
+    with pytest.raises(RateLimited):
+        query(city, "fire_ems", sql, purpose)
+
+
 def test_explain_shows_the_policy_without_running(city: Hub) -> None:
     with city.db.session() as db:
         agreement(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 import sqlglot
@@ -65,5 +66,11 @@ def _check_node(node: exp.Expr, known: set[str]) -> None:
 
 def predicate_columns(predicate: str) -> set[str]:
     """The column names a (validated) filter reads."""
+    return set(_predicate_columns(predicate))
+
+
+@functools.lru_cache(maxsize=1024)
+def _predicate_columns(predicate: str) -> frozenset[str]:
+    # A pure function of the text, asked on every query of an agreement: parse it once.
     condition = sqlglot.parse_one(f"SELECT 1 FROM t WHERE {predicate}", dialect="duckdb")
-    return {column.name.lower() for column in condition.find_all(exp.Column)}
+    return frozenset(column.name.lower() for column in condition.find_all(exp.Column))

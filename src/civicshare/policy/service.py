@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, lazyload
 
 from civicshare.agency import service as agency_service
 from civicshare.agency.models import Agency, Role
@@ -41,6 +41,11 @@ from civicshare.storage import service as storage
 from civicshare.storage.models import DatasetVersion
 
 MIN_JUSTIFICATION = 20
+_LAZY_RELATED = (
+    lazyload(Agreement.provider),
+    lazyload(Agreement.recipient),
+    lazyload(Agreement.grants),
+)
 
 # ---------------------------------------------------------------------------- agreements
 
@@ -366,8 +371,8 @@ def policy_view(
     schema = table_schema.arrow_schema()
 
     def reader(columns: list[str]) -> pa.Table:
-        stream = storage.read_version(
-            db=db, hub=hub, dataset=dataset, version=chosen.number, columns=columns
+        stream = storage.read_chosen_version(
+            db=db, hub=hub, dataset=dataset, chosen=chosen, schema=schema, columns=columns
         )
         return stream.read_all()
 
@@ -389,7 +394,7 @@ def policy_view(
         return PolicyView(columns=_public_columns(table_schema), access="public", **common)
     agreement = active_agreement(db=db, actor=actor, dataset=dataset, purpose=purpose)
     check_limits(db=db, agreement=agreement)
-    grant = next(g for g in agreement.grants if g.dataset_id == dataset.id)
+    grant = _grant_of(db, agreement, dataset)
     granted = tuple(
         GrantedColumn(name, parse_treatment(spec))
         for name, spec in grant.columns
@@ -406,6 +411,20 @@ def policy_view(
         pseudonym_key=hub.keys.derive(b"pseudonym:" + agreement.public_id.encode()),
         **common,
     )
+
+
+def _grant_of(db: Session, agreement: Agreement, dataset: Dataset) -> AgreementDataset:
+    grant = db.scalar(
+        select(AgreementDataset)
+        .where(
+            AgreementDataset.agreement_id == agreement.id,
+            AgreementDataset.dataset_id == dataset.id,
+        )
+        .options(lazyload(AgreementDataset.dataset))
+    )
+    if grant is None:  # the candidate query joined on this very row
+        raise NotFound(f"agreement {agreement.public_id} has no grant for {dataset.ref}")
+    return grant
 
 
 def _public_columns(schema: TableSchema) -> tuple[GrantedColumn, ...]:
@@ -433,6 +452,9 @@ def active_agreement(
                 Agreement.recipient_agency_id == actor.agency_id,
             )
             .order_by(Agreement.id.desc())
+            # Checked on every query: the agreement row alone (agencies and grants load
+            # on access; the policy view reads its one grant with ``_grant_of``).
+            .options(*_LAZY_RELATED)
         ).unique()
         if actor.role in {Role.steward, Role.analyst}
         and (not agreement.recipient_users or actor.email in agreement.recipient_users)
@@ -503,22 +525,35 @@ def rows_left_today(*, db: Session, agreement: Agreement) -> int | None:
     return max(agreement.max_rows_per_day - (usage.rows if usage else 0), 0)
 
 
-def record_usage(*, db: Session, agreement: Agreement, rows: int) -> None:
-    usage = _usage(db, agreement, create=True)
-    assert usage is not None
-    usage.queries += 1
-    usage.rows += rows
+def record_usage(*, db: Session, agreement: Agreement | int, rows: int) -> None:
+    """Count one query and its rows against the agreement (an ``Agreement`` or its row id:
+    the query engine passes the id, as its session was rolled back while the query ran)."""
+    agreement_id = agreement if isinstance(agreement, int) else agreement.id
+    # One UPDATE that adds in the database (no read first, no lost update between two
+    # concurrent queries); the day's row is created by the first query of the day.
+    counted = db.execute(
+        update(AgreementUsage)
+        .where(AgreementUsage.agreement_id == agreement_id, AgreementUsage.day == utcnow().date())
+        .values(queries=AgreementUsage.queries + 1, rows=AgreementUsage.rows + rows)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(counted, "rowcount", 0) == 0:
+        usage = _usage(db, agreement_id, create=True)
+        assert usage is not None
+        usage.queries += 1
+        usage.rows += rows
 
 
-def _usage(db: Session, agreement: Agreement, *, create: bool) -> AgreementUsage | None:
+def _usage(db: Session, agreement: Agreement | int, *, create: bool) -> AgreementUsage | None:
     today = utcnow().date()
+    agreement_id = agreement if isinstance(agreement, int) else agreement.id
     usage = db.scalar(
         select(AgreementUsage).where(
-            AgreementUsage.agreement_id == agreement.id, AgreementUsage.day == today
+            AgreementUsage.agreement_id == agreement_id, AgreementUsage.day == today
         )
     )
     if usage is None and create:
-        usage = AgreementUsage(agreement_id=agreement.id, day=today, queries=0, rows=0)
+        usage = AgreementUsage(agreement_id=agreement_id, day=today, queries=0, rows=0)
         db.add(usage)
     return usage
 

@@ -19,6 +19,11 @@ import pyarrow as pa
 from civicshare.errors import Invalid
 
 KINDS = ("clear", "redact", "show_last", "pseudonym", "null", "year_only", "generalise")
+# Treatments whose result depends on the stored value alone (and the agreement's fixed key):
+# equal values always give equal treated values. The query engine may then group by the
+# stored value and treat the far fewer group keys afterwards (query/regroup.py). A treatment
+# that is not a function of the value (noise, say) must stay out of this set.
+VALUE_FUNCTIONS = frozenset(KINDS)
 REDACTED = "[redacted]"
 # Pseudonyms keep 128 bits of the HMAC: collisions are negligible, the value stays short.
 PSEUDONYM_HEX = 32
@@ -48,6 +53,11 @@ class Treatment:
     @property
     def is_clear(self) -> bool:
         return self.kind == "clear"
+
+    @property
+    def is_value_function(self) -> bool:
+        """Equal stored values always yield equal treated values."""
+        return self.kind in VALUE_FUNCTIONS
 
 
 CLEAR = Treatment("clear")

@@ -8,7 +8,7 @@ keys) appear only in the executed SQL, never in ``explain``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,11 +86,19 @@ class PolicyView:
             wanted |= {name.lower() for name in keys}
         return [name for name in self.schema.names if name.lower() in wanted]
 
-    def select_sql(self, source: str, *, record_key: bool = False) -> str:
-        """``SELECT <treated columns> FROM source WHERE <filter> AND <no objection>``."""
+    def select_sql(
+        self, source: str, *, record_key: bool = False, raw: Sequence[tuple[str, str]] = ()
+    ) -> str:
+        """``SELECT <treated columns> FROM source WHERE <filter> AND <no objection>``.
+
+        ``raw`` adds stored (untreated) columns under internal names, for the query engine's
+        grouping before treatment: it applies the treatment to them before anything leaves
+        the query (see query/regroup.py), and user expressions cannot name them.
+        """
         items = [
             f"{self._treated(column)} AS {quote_identifier(column.name)}" for column in self.columns
         ]
+        items += [f"{quote_identifier(column)} AS {alias}" for column, alias in raw]
         if record_key:
             items.append(f"{self._record_key_sql()} AS {RECORD_KEY}")
         sql = f"SELECT {', '.join(items)} FROM {source}"
@@ -100,8 +108,16 @@ class PolicyView:
         return sql
 
     def _treated(self, column: GrantedColumn) -> str:
-        arrow_type = self.schema.field(self.schema.get_field_index(column.name)).type
-        return treatment_sql(column.treatment, column.name, arrow_type, self.pseudonym_key)
+        return self.treated_sql(column, column.name)
+
+    def treated_sql(self, column: GrantedColumn, expression_column: str) -> str:
+        """The treatment of ``column`` applied to the column named ``expression_column``."""
+        return treatment_sql(
+            column.treatment, expression_column, self.stored_type(column.name), self.pseudonym_key
+        )
+
+    def stored_type(self, name: str) -> pa.DataType:
+        return self.schema.field(self.schema.get_field_index(name)).type
 
     def _conditions(self) -> list[str]:
         conditions = [f"({self.row_filter})"] if self.row_filter else []

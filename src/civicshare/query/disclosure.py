@@ -12,11 +12,19 @@ dataset). Then, as in the Australian Bureau of Statistics' TableBuilder:
   (n, cell key), mean 0; the same records always give the same published value, so asking
   again does not average the noise away, and two queries whose cells differ by one person have
   unrelated cell keys, so their difference does not reveal that person.
+
+Sums and averages of a numeric column (``released_magnitude``) are released only for cells
+whose count is released and whose column has at least ``min_cell`` non-null values; a cell
+where one record holds more than ``DOMINANCE_SHARE`` of the column's total magnitude is
+suppressed (the sum would be close to that one value); the rest get deterministic noise of up
+to half the cell's largest absolute value, derived from the cell key, so a sum differenced
+across two queries never gives the one differing value exactly.
 """
 
 from __future__ import annotations
 
 import bisect
+import hashlib
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,6 +46,36 @@ def perturbation(count: int, cell_key: int) -> int:
 def released_count(count: int, cell_key: int, min_cell: int) -> int:
     """The published value of a cell that is not suppressed (never below ``min_cell``)."""
     return max(min_cell, count + perturbation(count, cell_key % CELL_KEY_MODULUS))
+
+
+# A sum or average is suppressed when one record holds more than this share of the cell's
+# total absolute value (a (1, k) dominance rule with k = 50%).
+DOMINANCE_SHARE = 0.5
+# Noise on a released sum: u * (largest absolute value in the cell), u in [-0.5, 0.5).
+MAGNITUDE_NOISE = 0.5
+
+
+def magnitude_noise(cell_key: int, column: str) -> float:
+    """A deterministic value in [-MAGNITUDE_NOISE, MAGNITUDE_NOISE) for (cell, column)."""
+    seed = f"{cell_key % CELL_KEY_MODULUS}:{column}".encode()
+    fraction = int.from_bytes(hashlib.blake2b(seed, digest_size=8).digest(), "big") / 2**64
+    return (fraction * 2 - 1) * MAGNITUDE_NOISE
+
+
+def magnitude_suppression(
+    *, nonnull: int, largest: float | None, total_magnitude: float | None, min_cell: int
+) -> str | None:
+    """Why a cell's sum/average of a column may not be released (None: it may)."""
+    if nonnull < min_cell:
+        return "primary"
+    if largest and total_magnitude and largest > DOMINANCE_SHARE * total_magnitude:
+        return "dominance"
+    return None
+
+
+def released_magnitude(total: float, largest: float, cell_key: int, column: str) -> float:
+    """The published sum of a releasable cell: the true sum plus bounded, keyed noise."""
+    return float(total) + magnitude_noise(cell_key, column) * float(largest)
 
 
 @dataclass

@@ -10,15 +10,17 @@ Aggregate-only sources get a stricter shape (see ``aggregate_plan``).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
 from sqlglot import exp
 
 from civicshare.errors import Forbidden
 from civicshare.policy.view import RECORD_KEY, PolicyView
 from civicshare.query.parse import ParsedQuery, TableRef, dataset_tables, table_ref
+from civicshare.query.regroup import plan_regrouped
 
 COUNT_COLUMN = "__cs_n"
 CELL_KEY_COLUMN = "__cs_ck"
@@ -26,13 +28,36 @@ _KEY_LITERAL = re.compile(r"unhex\('[0-9a-f]{128}'\)")
 _SALT = re.compile(r"hash\(\d+, ")
 
 
+@dataclass(frozen=True)
+class Magnitude:
+    """A released ``sum(column)`` or ``avg(column)`` of an aggregate-only query.
+
+    Its hidden columns (after the count and cell key) hold, per cell, the column's non-null
+    count, true sum, largest absolute value and sum of absolute values, in that order.
+    """
+
+    position: int
+    kind: str  # "sum" | "avg"
+    column: str
+    integer: bool  # an integer sum is released rounded, as an integer
+
+
+MAGNITUDE_HIDDEN = 4
+
+
 @dataclass
 class AggregatePlan:
-    """Which output columns are group keys and which are counts, and the disclosure rule."""
+    """Which output columns are group keys, counts or sums/averages, and the disclosure rule."""
 
     key_positions: list[int]
     count_positions: list[int]
     min_cell: int
+    magnitudes: list[Magnitude] = field(default_factory=list)
+
+    @property
+    def hidden(self) -> int:
+        """How many hidden columns follow the visible ones."""
+        return 2 + MAGNITUDE_HIDDEN * len(self.magnitudes)
 
 
 @dataclass
@@ -43,6 +68,9 @@ class Plan:
     views: list[PolicyView]
     aggregate: AggregatePlan | None = None
     notes: list[str] = field(default_factory=list)
+    # Set when ``sql`` groups before treating (query/regroup.py): the plain policy-view SQL,
+    # whose output names and types the engine checks ``sql`` against before running it.
+    reference_sql: str | None = None
 
     @property
     def display_sql(self) -> str:
@@ -74,15 +102,39 @@ def plan_query(parsed: ParsedQuery, views: Mapping[TableRef, PolicyView]) -> Pla
     sources = {names[ref]: views[ref] for ref in order}
     ordered_views = [views[ref] for ref in order]
     if restricted:
-        sql, aggregate = aggregate_plan(statement, placed, names)
-        return Plan(parsed, sql, sources, ordered_views, aggregate)
+        sql, aggregate, regrouped = aggregate_plan(statement, placed, names)
+        if regrouped is None:
+            return Plan(parsed, sql, sources, ordered_views, aggregate)
+        return Plan(parsed, regrouped, sources, ordered_views, aggregate, reference_sql=sql)
+    regrouped = _regrouped(statement, placed, names, record_key=False)
     for index, (table, _view) in enumerate(placed):
         table.replace(_placeholder(table, index))
     sql = statement.sql(dialect="duckdb")
     for index, (table, view) in enumerate(placed):
         subquery = "(" + view.select_sql(names[table_ref(table)]) + ")"
         sql = _substitute(sql, index, subquery)
-    return Plan(parsed, sql, sources, ordered_views)
+    if regrouped is None:
+        return Plan(parsed, sql, sources, ordered_views)
+    return Plan(parsed, regrouped, sources, ordered_views, reference_sql=sql)
+
+
+def _regrouped(
+    statement: exp.Query,
+    placed: list[tuple[exp.Table, PolicyView]],
+    names: Mapping[TableRef, str],
+    *,
+    record_key: bool,
+) -> str | None:
+    """The grouping-first form of a one-dataset GROUP BY query, when provably the same."""
+    if len(placed) != 1 or not isinstance(statement, exp.Select):
+        return None
+    table, view = placed[0]
+    source = names[table_ref(table)]
+
+    def subquery(raw: Sequence[tuple[str, str]]) -> str:
+        return view.select_sql(source, record_key=record_key, raw=raw)
+
+    return plan_regrouped(statement, table, view, subquery, record_key=record_key)
 
 
 def _placeholder(table: exp.Table, index: int) -> exp.Table:
@@ -139,28 +191,48 @@ def aggregate_plan(
     statement: exp.Query,
     placed: list[tuple[exp.Table, PolicyView]],
     names: Mapping[TableRef, str],
-) -> tuple[str, AggregatePlan]:
+) -> tuple[str, AggregatePlan, str | None]:
     """Check an aggregate-only query's shape and add the hidden count and cell-key columns.
 
     Allowed: ``SELECT <group keys>, count(*) FROM agency.dataset [WHERE ...] GROUP BY <keys>
     [ORDER BY <keys>]``. Refused: row-level output, ``*``, other aggregates, joins, subqueries,
     CTEs, set operations, HAVING, LIMIT/OFFSET, windows, DISTINCT, ROLLUP/CUBE.
+    Returns the plain SQL, the plan, and the grouping-first SQL when one applies.
     """
     view = next(view for _, view in placed if view.aggregate_only)
     if len(placed) != 1 or not isinstance(statement, exp.Select):
         raise _refuse(f"{view.ref} is aggregate-only: query it alone, in one plain SELECT")
     _check_aggregate_shape(statement, view)
     keys = _group_keys(statement)
-    key_positions, count_positions = _classify_outputs(statement, keys, view)
+    key_positions, count_positions, magnitudes = _classify_outputs(statement, keys, view)
     _check_order(statement, keys)
     table = placed[0][0]
     statement.append("expressions", exp.alias_(exp.Count(this=exp.Star()), COUNT_COLUMN))
     cell_key = exp.Sum(this=exp.column(RECORD_KEY))
     statement.append("expressions", exp.alias_(cell_key, CELL_KEY_COLUMN))
+    for index, magnitude in enumerate(magnitudes):
+        for part, node in enumerate(_magnitude_parts(magnitude.column)):
+            statement.append("expressions", exp.alias_(node, f"__cs_m{index}_{part}"))
+    regrouped = _regrouped(statement, placed, names, record_key=True)
     table.replace(_placeholder(table, 0))
     subquery = "(" + view.select_sql(names[table_ref(table)], record_key=True) + ")"
     sql = _substitute(statement.sql(dialect="duckdb"), 0, subquery)
-    return sql, AggregatePlan(key_positions, count_positions, view.min_cell)
+    released = AggregatePlan(key_positions, count_positions, view.min_cell, magnitudes)
+    return sql, released, regrouped
+
+
+def _magnitude_parts(column: str) -> list[exp.Expr]:
+    """Per cell: non-null count, sum, largest |value|, sum of |values| (see ``Magnitude``)."""
+
+    def col() -> exp.Column:
+        return exp.column(column, quoted=True)
+
+    return [
+        exp.Count(this=col()),
+        exp.Sum(this=col()),
+        exp.Max(this=exp.Abs(this=col())),
+        exp.Sum(this=exp.Abs(this=col())),
+    ]
 
 
 _NOT_IN_AGGREGATE = {
@@ -228,27 +300,79 @@ def _is_count_star(node: exp.Expr | None) -> bool:
 
 def _classify_outputs(
     statement: exp.Select, keys: list[str], view: PolicyView
-) -> tuple[list[int], list[int]]:
+) -> tuple[list[int], list[int], list[Magnitude]]:
     key_positions, count_positions = [], []
+    magnitudes: list[Magnitude] = []
+    released: set[int] = set()
     for position, projection in enumerate(statement.expressions):
         inner = projection.unalias()
         if _is_count_star(inner):
             count_positions.append(position)
+            released.add(id(inner))
+        elif isinstance(inner, exp.Sum | exp.Avg):
+            magnitudes.append(_magnitude(inner, position, view))
+            released.add(id(inner))
         elif inner.sql(dialect="duckdb") in keys and not any(
             True for _ in inner.find_all(exp.AggFunc)
         ):
             key_positions.append(position)
         else:
+            _refuse_aggregate(inner, view)
             raise _refuse(
-                f"{view.ref} is aggregate-only: output only GROUP BY keys and count(*) "
-                f"('{projection.sql(dialect='duckdb')[:80]}' is neither)"
+                f"{view.ref} is aggregate-only: output only GROUP BY keys, count(*), "
+                f"sum(column) and avg(column) ('{projection.sql(dialect='duckdb')[:80]}' is "
+                "none of them)"
             )
-    if not count_positions:
+    if not count_positions and not magnitudes:
         raise _refuse(f"{view.ref} is aggregate-only: the query must output count(*)")
     for node in statement.find_all(exp.AggFunc):
-        if not _is_count_star(node):
-            raise _refuse(f"{view.ref} is aggregate-only: only count(*) is released")
-    return key_positions, count_positions
+        if id(node) not in released:
+            _refuse_aggregate(node, view)
+            raise _refuse(f"{view.ref} is aggregate-only: aggregates must be whole output columns")
+    return key_positions, count_positions, magnitudes
+
+
+def _refuse_aggregate(node: exp.Expr, view: PolicyView) -> None:
+    """Name the aggregate that is refused, and why, when ``node`` holds one."""
+    for found in [node, *node.find_all(exp.AggFunc)]:
+        if isinstance(found, exp.Min | exp.Max | exp.ArgMax | exp.ArgMin):
+            raise _refuse(
+                f"{view.ref} is aggregate-only: min() and max() reveal one person's value "
+                "and are not released"
+            )
+        other = isinstance(found, exp.AggFunc) and not isinstance(found, exp.Sum | exp.Avg)
+        if other and not _is_count_star(found):
+            raise _refuse(
+                f"{view.ref} is aggregate-only: only count(*), sum(column) and "
+                "avg(column) are released"
+            )
+
+
+def _magnitude(node: exp.Sum | exp.Avg, position: int, view: PolicyView) -> Magnitude:
+    """``sum(col)`` / ``avg(col)`` of one granted numeric column (treated as clear or banded
+    by width), released with small-cell and dominance suppression and noise (disclosure.py)."""
+    kind = "sum" if isinstance(node, exp.Sum) else "avg"
+    argument = node.this
+    extra = [key for key, value in node.args.items() if value and key != "this"]
+    if extra or not isinstance(argument, exp.Column) or argument.name.lower() not in view.granted:
+        raise _refuse(
+            f"{view.ref} is aggregate-only: {kind}() takes one granted column, as it is "
+            "(no DISTINCT, FILTER or expressions)"
+        )
+    column = view.granted[argument.name.lower()]
+    stored = view.stored_type(column.name)
+    numeric = (
+        pa.types.is_integer(stored) or pa.types.is_floating(stored) or pa.types.is_decimal(stored)
+    )
+    treatment = column.treatment
+    if not numeric or not (treatment.is_clear or treatment.width is not None):
+        raise _refuse(
+            f"{view.ref} is aggregate-only: {kind}() needs a numeric column granted clear "
+            f"or generalise(width=N); '{column.name}' is not"
+        )
+    whole = treatment.is_clear or float(treatment.width or 0).is_integer()
+    integer = kind == "sum" and bool(pa.types.is_integer(stored)) and whole
+    return Magnitude(position, kind, column.name, integer)
 
 
 def _check_order(statement: exp.Select, keys: list[str]) -> None:

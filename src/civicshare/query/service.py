@@ -89,6 +89,8 @@ def run_query(
             return _explained(db, actor, plan, purpose)
         cap = _row_cap(db, plan, max_rows)
         sources = load_sources(plan)
+        # Row ids read now: the rollback below expires the ORM objects (reloading costs queries).
+        used = [view.agreement.id for view in plan.views if view.agreement is not None]
         # The data is in memory now: end the read transaction so a long query never holds
         # database locks (SQLite takes its write lock at BEGIN).
         db.rollback()
@@ -114,9 +116,8 @@ def run_query(
     else:
         result.content = render_binary(output.table, fmt)
         result.result_sha256 = body_sha256(result.content)
-    for view in plan.views:
-        if view.agreement is not None:
-            policy.record_usage(db=db, agreement=view.agreement, rows=result.rows)
+    for agreement_id in used:
+        policy.record_usage(db=db, agreement=agreement_id, rows=result.rows)
     entry = audit.record(
         db,
         actor=actor,

@@ -137,7 +137,29 @@ def read_version(
     _require_live(dataset)
     chosen = get_version(db=db, dataset=dataset, version=version, as_of=as_of)
     schema = catalog.schema_by_hash(db=db, dataset=dataset, schema_hash=chosen.schema_hash)
-    target = schema.arrow_schema()
+    return read_chosen_version(
+        db=db,
+        hub=hub,
+        dataset=dataset,
+        chosen=chosen,
+        schema=schema.arrow_schema(),
+        columns=columns,
+    )
+
+
+def read_chosen_version(
+    *,
+    db: Session,
+    hub: Hub,
+    dataset: Dataset,
+    chosen: DatasetVersion,
+    schema: pa.Schema,
+    columns: list[str] | None = None,
+) -> pa.RecordBatchReader:
+    """``read_version`` for a caller that already looked up the version and its Arrow schema
+    (the query engine's policy views), sparing the same lookups a second time."""
+    _require_live(dataset)
+    target = schema
     if columns is not None:
         unknown = [name for name in columns if name not in target.names]
         if unknown:

@@ -77,3 +77,27 @@ def test_starter_queries_follow_the_terms() -> None:
     assert "count(*)" in starter_sql(grouped)
     assert "LIMIT" not in starter_sql(grouped)  # refused under aggregate-only
     assert starter_sql(rows).startswith("SELECT *")
+
+
+def test_a_withheld_sum_marks_its_cell_and_a_suppressed_count_its_row() -> None:
+    body = {
+        "columns": [
+            {"name": "zip", "type": "string"},
+            {"name": "n", "type": "int64"},
+            {"name": "total", "type": "double"},
+        ],
+        "rows": [["94110", 40, None], ["94112", None, None], ["94117", 25, 310.5]],
+        "suppressed": [
+            {"cell": {"zip": "94110"}, "column": "total", "reason": "dominance"},
+            {"cell": {"zip": "94112"}, "reason": "primary"},
+        ],
+    }
+    table = ResultTable.of(body)
+    dominated, small, released = table.rows
+    assert [cell.suppressed for cell in dominated] == [False, False, True]
+    assert dominated[2].reason == "dominance"
+    assert dominated[1].text == "40"
+    assert [cell.suppressed for cell in small] == [False, True, True]
+    assert {cell.reason for cell in small[1:]} == {"primary"}
+    assert not any(cell.suppressed for cell in released)
+    assert table.suppressed_count == 2

@@ -35,31 +35,42 @@ class ResultTable:
         columns: list[dict[str, str]] = body["columns"]
         names = [column["name"] for column in columns]
         entries = body.get("suppressed", [])
-        suppressed_keys = [entry["cell"] for entry in entries]
         rows = []
         for raw in body["rows"]:
             record = dict(zip(names, raw, strict=True))
-            reason = next(
-                (
-                    str(entry.get("reason") or "primary")
-                    for entry in entries
-                    if all(record.get(k) == v for k, v in entry["cell"].items())
-                ),
-                "",
-            )
+            reasons = _withheld(record, entries)
             rows.append(
                 [
-                    _cell(value, column["type"], bool(reason), reason, group_digits)
-                    for value, column in zip(raw, columns, strict=True)
+                    _cell(
+                        value,
+                        column["type"],
+                        name in reasons or None in reasons,
+                        reasons.get(name) or reasons.get(None, ""),
+                        group_digits,
+                    )
+                    for value, column, name in zip(raw, columns, names, strict=True)
                 ]
             )
         return cls(
             columns=columns,
             rows=rows,
             truncated=bool(body.get("truncated")),
-            suppressed_count=len(suppressed_keys),
+            suppressed_count=len(entries),
             raw_rows=body["rows"],
         )
+
+
+def _withheld(record: dict[str, Any], entries: list[dict[str, Any]]) -> dict[str | None, str]:
+    """Why values of this row are withheld, by column; ``None`` stands for the whole row.
+
+    An entry without a column suppresses the row's cell (its counts); one with a column
+    withholds only that column's value (a sum or average under the dominance rule).
+    """
+    reasons: dict[str | None, str] = {}
+    for entry in entries:
+        if all(record.get(key) == value for key, value in entry["cell"].items()):
+            reasons.setdefault(entry.get("column"), str(entry.get("reason") or "primary"))
+    return reasons
 
 
 def _cell(

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
 import secrets
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -119,10 +121,15 @@ def ingest_file(
         try:
             if chosen == "append" and not repeats:
                 _seed_stored_keys(db, hub, dataset, validator)
-            batches = _validated(table, validator, tally, max_error_rate, progress, not repeats)
-            version, extra = _store(
-                db, hub, actor, dataset, schema, chosen, key_fields, validator, batches
+            batches = Ahead(
+                _validated(table, validator, tally, max_error_rate, progress, not repeats)
             )
+            try:
+                version, extra = _store(
+                    db, hub, actor, dataset, schema, chosen, key_fields, validator, batches
+                )
+            finally:
+                batches.close()  # joins the reading thread before the validator closes
             status = IngestStatus.stored
         except ErrorRateExceeded:
             version, extra, status = None, {}, IngestStatus.rejected
@@ -151,6 +158,73 @@ def ingest_file(
         started,
     )
     return IngestReport.of(record)
+
+
+class _Failed:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+_DONE = object()
+
+
+class Ahead(Iterator[pa.RecordBatch]):
+    """Runs a batch iterator in a thread, at most ``depth`` batches ahead of the consumer.
+
+    Reading and validating batch n+1 (Arrow kernels, which release the GIL) then overlaps with
+    compressing and encrypting batch n, using both cores. Memory stays bounded by ``depth``. An
+    exception of the producer (bad file, too many errors, repeats found) is raised to the
+    consumer in its place; ``close`` stops the producer and waits for it, so nothing it uses
+    (the validator's ledger, the source file) is closed under it.
+    """
+
+    def __init__(self, inner: Iterator[pa.RecordBatch], depth: int = 2) -> None:
+        self._inner = inner
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._finished = False
+        self._thread = threading.Thread(target=self._produce, name="ingest-reader", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self) -> None:
+        try:
+            for batch in self._inner:
+                if not self._put(batch):
+                    return
+            self._put(_DONE)
+        except BaseException as error:  # handed to the consumer, which re-raises it
+            self._put(_Failed(error))
+        finally:
+            close = getattr(self._inner, "close", None)
+            if close is not None:
+                close()
+
+    def __next__(self) -> pa.RecordBatch:
+        if self._finished:
+            raise StopIteration
+        item = self._queue.get()
+        if item is _DONE:
+            self._finished = True
+            raise StopIteration
+        if isinstance(item, _Failed):
+            self._finished = True
+            raise item.error
+        assert isinstance(item, pa.RecordBatch)
+        return item
+
+    def close(self) -> None:
+        self._finished = True
+        self._stop.set()
+        self._thread.join()
 
 
 def _mode(mode: str) -> IngestMode:

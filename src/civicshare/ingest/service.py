@@ -368,14 +368,25 @@ def _stored_without(
         connection.close()
 
 
-def _seal_quarantine(hub: Hub, ingest_id: str, rejections: list[Rejection]) -> tuple[bytes, bytes]:
-    """The rejected values sealed under a fresh key, itself wrapped by the hub's key provider."""
+def _seal_quarantine(
+    db: Session,
+    hub: Hub,
+    actor: Actor,
+    dataset: Dataset,
+    ingest_id: str,
+    rejections: list[Rejection],
+) -> tuple[bytes, bytes]:
+    """The rejected values sealed under a fresh key, itself wrapped by the dataset's data key.
+
+    Purging the dataset destroys the data key, so the quarantine is crypto-shredded with it.
+    """
     secret = crypto.new_data_key()
     context = f"ingest-quarantine:{ingest_id}".encode()
     values = json.dumps([r.value for r in rejections]).encode()
-    return crypto.aead_encrypt(secret, values, context=context), hub.keys.wrap(
-        secret, context=context
+    wrapped = storage.seal_under_dataset_key(
+        db=db, hub=hub, actor=actor, dataset=dataset, secret=secret, context=context
     )
+    return crypto.aead_encrypt(secret, values, context=context), wrapped
 
 
 def _record(
@@ -397,7 +408,9 @@ def _record(
 ) -> IngestRecord:
     ingest_id = secrets.token_hex(16)
     sealed, wrapped = (
-        _seal_quarantine(hub, ingest_id, tally.rejections) if tally.rejections else (None, None)
+        _seal_quarantine(db, hub, actor, dataset, ingest_id, tally.rejections)
+        if tally.rejections
+        else (None, None)
     )
     details: dict[str, Any] = dict(extra)
     if table.dialect is not None:
@@ -476,7 +489,7 @@ def get_ingest(
         raise NotFound(f"no ingest '{ingest_id}' of '{dataset.ref}'", code="ingest_not_found")
     authorize(actor, Action.ingest_read, agency_id=dataset.agency_id)
     report = IngestReport.of(record)
-    values = _open_quarantine(hub, record)
+    values = _open_quarantine(db, hub, record)
     unmasked = is_allowed(actor, Action.ingest_run, agency_id=dataset.agency_id)
     schema = catalog.current_schema(db=db, dataset=dataset)
     protected = {f.name for f in schema.fields if f.classification in PROTECTED}
@@ -511,13 +524,15 @@ def list_ingests(*, db: Session, actor: Actor, dataset: Dataset) -> list[IngestR
     return [IngestReport.of(r) for r in records]
 
 
-def _open_quarantine(hub: Hub, record: IngestRecord) -> list[str | None]:
+def _open_quarantine(db: Session, hub: Hub, record: IngestRecord) -> list[str | None]:
+    if record.dataset.purged_at is not None:
+        raise Gone("the dataset was purged; its quarantine is shredded", code="dataset_purged")
     if record.quarantine is None or record.quarantine_key is None:
         return []
-    if record.dataset.purged_at is not None:
-        raise Gone("the dataset was purged; its quarantine is withheld", code="dataset_purged")
     context = f"ingest-quarantine:{record.id}".encode()
-    secret = hub.keys.unwrap(record.quarantine_key, context=context)
+    secret = storage.open_under_dataset_key(
+        db=db, hub=hub, dataset=record.dataset, wrapped=record.quarantine_key, context=context
+    )
     values: list[str | None] = json.loads(
         crypto.aead_decrypt(secret, record.quarantine, context=context)
     )

@@ -129,7 +129,7 @@ class KeyLedger:
 
     PARTITIONS = 64
 
-    def __init__(self, buffer_entries: int = 1 << 20) -> None:
+    def __init__(self, buffer_entries: int = 1 << 18) -> None:
         self.buffer_entries = buffer_entries
         self._hasher = duckdb.connect(":memory:")
         self._hasher.execute("SET threads=1")

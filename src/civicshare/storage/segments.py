@@ -223,6 +223,7 @@ class _OpenSegment:
         table = pa.Table.from_batches(batches)
         self.writer.write_table(table, row_group_size=max(table.num_rows, 1))
         self.rows += table.num_rows
+        pa.default_memory_pool().release_unused()  # keeps RSS flat over long writes
 
     def abort(self) -> None:
         """Release the file after a failure (its content no longer matters)."""

@@ -16,6 +16,7 @@ from civicshare.ingest.parsing import (
     parse_integer,
     parse_number,
     parse_temporal,
+    parse_year,
 )
 
 FORMATS = ["%Y-%m-%d %H:%M:%S", "%m/%d/%Y %I:%M:%S %p", "%d/%m/%Y %H:%M", "%d %b %Y %H:%M:%S"]
@@ -113,3 +114,18 @@ def test_integers_match_int(texts: list[str]) -> None:
 def test_numbers_match_float(values: list[float]) -> None:
     texts = [repr(v) for v in values]
     assert parse_number(pa.array(texts, pa.string())).to_pylist() == values
+
+
+def test_integers_and_years_may_carry_a_plus_sign_but_not_hex() -> None:
+    # Arrow's own cast refuses "+7" and accepts "0x1F"; the Table Schema rule is the reverse.
+    assert parse_integer(pa.array(["+7", "-7", "0x1F", "12"])).to_pylist() == [7, -7, None, 12]
+    assert parse_integer(pa.array(["0X1F", "3"])).to_pylist() == [None, 3]
+    assert parse_year(pa.array(["+2024", "1999"])).to_pylist() == [2024, 1999]
+
+
+def test_rolled_over_days_are_refused_in_any_month() -> None:
+    written = ["02/29/2023", "02/30/2024", "02/31/2024", "04/31/2024", "11/31/2024", "12/31/2024"]
+    parsed = parse_temporal(pa.array(written), "date", "%m/%d/%Y").to_pylist()
+    assert parsed == [None, None, None, None, None, dt.date(2024, 12, 31)]
+    iso = parse_temporal(pa.array(["2024-02-29", "2023-02-29", "2024-1-5"]), "date", None)
+    assert iso.to_pylist() == [dt.date(2024, 2, 29), None, dt.date(2024, 1, 5)]

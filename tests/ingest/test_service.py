@@ -379,3 +379,80 @@ def test_only_the_owning_agency_may_ingest(hub: Hub, db: Session, tmp_path: Path
             source=planted_csv(tmp_path),
             filename="cases.csv",
         )
+
+
+def test_purge_shreds_every_quarantine_of_the_dataset(
+    hub: Hub, db: Session, tmp_path: Path
+) -> None:
+    from civicshare import crypto
+    from civicshare.errors import Gone
+    from civicshare.storage.models import AgencyKey
+    from tests.storage.test_service import _database_dump, _everything_on_disk
+
+    dataset = make_dataset(db, "health.cases", CASES_SCHEMA)
+    bad_onset = "77/88/1999"  # unreadable as a date: the value sits in the quarantine
+    path = tmp_path / "one.csv"
+    path.write_text(
+        f"case_id,full_name,onset,status\n1,{PLANTED_NAME},{bad_onset},confirmed\n"
+        + "".join(f"{i},R {i},01/01/2024,confirmed\n" for i in range(2, 40))
+    )
+    # The first ingest is refused whole (before the dataset has any version or data key), the
+    # second stored: both keep the planted name in their quarantine.
+    ids = [
+        ingest.ingest_file(
+            db=db,
+            hub=hub,
+            actor=CLI_ADMIN,
+            dataset=dataset,
+            source=path,
+            filename="one.csv",
+            max_error_rate=rate,
+        ).id
+        for rate in (0.0, 0.05)
+    ]
+    db.commit()
+    path.unlink()  # the uploaded file itself is not the hub's to shred
+    records = [db.get_one(IngestRecord, ingest_id) for ingest_id in ids]
+    assert [r.status for r in records] == ["rejected", "stored"]
+    backups = [(r.id, bytes(r.quarantine or b""), bytes(r.quarantine_key or b"")) for r in records]
+    assert all(sealed and wrapped for _, sealed, wrapped in backups)
+    steward = person(db, "health")
+    shown = ingest.get_ingest(db=db, hub=hub, actor=steward, dataset=dataset, ingest_id=ids[0])
+    assert bad_onset in {q.value for q in shown.quarantine}
+
+    storage.purge_dataset(db=db, actor=CLI_ADMIN, dataset=dataset)
+    db.commit()
+
+    for ingest_id in ids:
+        with pytest.raises(Gone):
+            ingest.get_ingest(db=db, hub=hub, actor=steward, dataset=dataset, ingest_id=ingest_id)
+        record = db.get_one(IngestRecord, ingest_id)
+        db.refresh(record)
+        assert (record.quarantine, record.quarantine_key) == (None, None)
+    # A copy of the sealed quarantine kept from before the purge (a backup) opens with no key
+    # the hub still has: not the master key, not any agency key (the data key is gone).
+    keks = [
+        hub.keys.unwrap(k.wrapped, context=f"agency-kek:{k.agency_id}:{k.version}".encode())
+        for k in db.scalars(select(AgencyKey))
+        if k.wrapped is not None
+    ]
+    assert keks
+    for ingest_id, _sealed, wrapped in backups:
+        context = f"ingest-quarantine:{ingest_id}".encode()
+        with pytest.raises(Exception):  # noqa: B017, PT011 (any refusal: wrong key or format)
+            hub.keys.unwrap(wrapped, context=context)
+        for kek in keks:
+            with pytest.raises(Invalid):
+                crypto.aead_decrypt(kek, wrapped, context=b"sealed-by-data-key:" + context)
+    # Nothing of it is left in the metadata database (or, on SQLite, in its files).
+    db.close()
+    if hub.db.backend == "sqlite":
+        hub.db.flush_erased_pages()
+    with hub.db.session() as fresh:
+        leftovers = _database_dump(hub, fresh)
+    if hub.db.backend == "sqlite":
+        leftovers += _everything_on_disk(hub)
+    assert bad_onset.encode() not in leftovers
+    for _, sealed, wrapped in backups:
+        assert sealed not in leftovers
+        assert wrapped not in leftovers

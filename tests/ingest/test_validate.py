@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from civicshare.catalog.tableschema import TableSchema
 from civicshare.errors import Invalid
 from civicshare.ingest.readers import open_table
-from civicshare.ingest.validate import Validator
+from civicshare.ingest.validate import KeyLedger, Validator
 
 SCHEMA = TableSchema.model_validate(
     {
@@ -253,3 +254,47 @@ def test_accepted_rows_are_exactly_those_python_accepts(
             expected.append({"id": key, "age": int(value) if value else None})
     assert result["table"].to_pylist() == expected
     assert result["rejected"] == len(rows) - len(expected)
+
+
+@pytest.mark.parametrize("buffer_entries", [3, 1 << 20])
+def test_key_ledger_finds_repeats_with_and_without_spilling(buffer_entries: int) -> None:
+    """Spilled or not, hashed (text) or exact (integer), the repeats are the same rows."""
+    ledger = KeyLedger(buffer_entries=buffer_entries)
+    try:
+        ledger.record("unique:mail", pa.table({"mail": ["a@x.org", "b@x.org"]}), pa.array([0, 0]))
+        ledger.record("primaryKey", pa.table({"id": [7]}), pa.array([0]))
+        mails = ["c@x.org", "a@x.org", "c@x.org", "d@x.org", "d@x.org", "e@x.org", "c@x.org"]
+        ids = [1, 2, 7, 3, 2, 4, 5]
+        for first in range(1, len(ids) + 1, 2):  # batches of two rows
+            rows = pa.array(range(first, min(first + 2, len(ids) + 1)), pa.int64())
+            picked = slice(first - 1, first + 1)
+            ledger.record("unique:mail", pa.table({"mail": mails[picked]}), rows)
+            ledger.record("primaryKey", pa.table({"id": ids[picked]}), rows)
+        found = {rule: rows.to_pylist() for rule, rows in ledger.repeats().items()}
+    finally:
+        ledger.close()
+    assert found == {"unique:mail": [2, 3, 5, 7], "primaryKey": [3, 5]}
+
+
+def test_key_ledger_spills_only_ciphertext(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    planted = [f"planted-{n:05d}@example.org" for n in range(2000)]
+    ledger = KeyLedger(buffer_entries=500)
+    try:
+        for start in range(0, len(planted), 250):
+            chunk = planted[start : start + 250]
+            rows = pa.array(range(start + 1, start + 1 + len(chunk)), pa.int64())
+            ledger.record("unique:mail", pa.table({"mail": chunk}), rows)
+            ledger.record("primaryKey", pa.table({"n": list(range(start, start + 250))}), rows)
+        spilled = [p for p in tmp_path.rglob("*") if p.is_file()]
+        assert spilled  # the buffer overflowed, so there is something to inspect
+        content = b"".join(p.read_bytes() for p in spilled)
+        assert b"planted-" not in content
+        assert b"example.org" not in content
+        # The integer keys are kept exactly (not hashed): their little-endian bytes must not
+        # appear either, which they would in unencrypted Arrow buffers.
+        assert (1234).to_bytes(8, "little") + (1235).to_bytes(8, "little") not in content
+        assert ledger.repeats() == {}
+    finally:
+        ledger.close()
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]

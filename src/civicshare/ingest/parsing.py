@@ -195,17 +195,27 @@ def _fast_format(kind: str, fmt: str | None) -> str | None:
 def parse_temporal(values: pa.Array, kind: str, fmt: str | None) -> pa.Array:
     """``date`` → date32, ``datetime`` → timestamp[us] (UTC), ``time`` → time64[us].
 
-    Fast path: Arrow's ``strptime``, which refuses most bad values but rolls over a day past the
-    end of its month (02/30 → 03/02) or a leap second (:60). Only results that could have rolled
-    over (day 1-3 of a month, or ``:60`` in the text), or that it refused, are re-parsed exactly.
+    Fast paths: a default-format ``date`` column is first cast by Arrow's strict ISO parser, which
+    refuses impossible days; if any value fails, the column takes the general route. There,
+    Arrow's ``strptime`` refuses most bad values but rolls a day past the end of its month over
+    (02/30 → 03/02) and accepts a leap second (:60). Only results that could be such a rollover
+    (1-3 March, or the 1st after a 30-day month), text with ``:60``, and values it refused are
+    re-parsed exactly.
     """
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
+    if kind == "date" and (fmt is None or fmt in ("", "default", "any")):
+        try:
+            return pc.cast(values, pa.date32())
+        except pa.ArrowInvalid:
+            pass  # some value is not a plain ISO date: parse them one by one below
     pattern = _fast_format(kind, fmt)
     if pattern is None:
         return _parse_exactly(values, kind, fmt)
     quick = pc.strptime(values, format=pattern, unit="s", error_is_null=True)
-    suspicious = pc.or_(pc.less_equal(pc.day(quick), 3), pc.match_substring(values, ":60"))
+    suspicious = _maybe_rolled_over(quick)
+    if "%S" in pattern:
+        suspicious = pc.or_(suspicious, pc.match_substring(values, ":60"))
     # Values the fast path refused get the exact (and, for ISO, more lenient) parser too.
     suspicious = pc.or_(
         pc.fill_null(suspicious, False), pc.and_(pc.is_null(quick), pc.is_valid(values))
@@ -215,6 +225,21 @@ def parse_temporal(values: pa.Array, kind: str, fmt: str | None) -> pa.Array:
         return quick
     exact = _parse_exactly(values.filter(suspicious), kind, fmt)
     return pc.replace_with_mask(quick, suspicious, exact)
+
+
+def _maybe_rolled_over(parsed: pa.Array) -> pa.Array:
+    """Dates ``strptime`` could have reached by rolling over from an impossible day.
+
+    Day 29-31 of February lands on 1-3 March; day 31 of April, June, September or November on
+    the 1st of the next month. (Days above 31 and months above 12 are refused outright.)
+    """
+    day, month = pc.day(parsed), pc.month(parsed)
+    march = pc.and_(pc.equal(month, 3), pc.less_equal(day, 3))
+    after_short = pc.and_(pc.equal(day, 1), pc.is_in(month, _AFTER_SHORT_MONTHS))
+    return pc.or_(march, after_short)
+
+
+_AFTER_SHORT_MONTHS = pa.array([5, 7, 10, 12], pa.int64())
 
 
 def _parse_exactly(values: pa.Array, kind: str, fmt: str | None) -> pa.Array:
@@ -269,8 +294,26 @@ def _parse_exactly(values: pa.Array, kind: str, fmt: str | None) -> pa.Array:
 
 
 def parse_integer(values: pa.Array) -> pa.Array:
+    """Decimal integers of at most 18 digits, optionally signed; null for anything else.
+
+    Fast path: when Arrow's cast accepts the whole column, only what it accepts beyond the rule
+    (hexadecimal ``0x…``, 19-character values) needs the regular expression, and a clean column
+    has neither.
+    """
+    try:
+        cast = pc.cast(values, pa.int64())
+        longest = pc.max(pc.binary_length(values)).as_py() or 0
+        if longest <= 18 and not pc.any(pc.starts_with(values, "0x", ignore_case=True)).as_py():
+            return cast
+    except pa.ArrowInvalid:
+        pass  # a value Arrow refuses: check every value against the rule
     ok = pc.match_substring_regex(values, INTEGER)
-    return pc.cast(pc.if_else(ok, values, None), pa.int64())
+    return pc.cast(_without_plus(pc.if_else(ok, values, None)), pa.int64())
+
+
+def _without_plus(values: pa.Array) -> pa.Array:
+    """Arrow's cast refuses the leading ``+`` that the integer and year rules allow."""
+    return pc.replace_substring_regex(values, r"^\+", "")
 
 
 def parse_number(values: pa.Array) -> pa.Array:
@@ -291,7 +334,7 @@ def parse_boolean(
 
 def parse_year(values: pa.Array) -> pa.Array:
     ok = pc.match_substring_regex(values, r"^[+-]?\d{1,4}$")
-    return pc.cast(pc.if_else(ok, values, None), pa.int32())
+    return pc.cast(_without_plus(pc.if_else(ok, values, None)), pa.int32())
 
 
 GEOPOINT_DEFAULT = r"^\s*[+-]?\d+(\.\d+)?\s*,\s*[+-]?\d+(\.\d+)?\s*$"

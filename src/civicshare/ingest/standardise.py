@@ -75,6 +75,9 @@ def typed_parser(field: SchemaField) -> Callable[[pa.Array], pa.Array]:
 def fold_enum(values: pa.Array, enum: Sequence[Any]) -> tuple[pa.Array, pa.Array]:
     """Text enum values matched case-insensitively, returned in the schema's spelling."""
     canonical = pa.array([str(v) for v in enum], pa.string())
+    exact = pc.index_in(values, canonical)
+    if exact.null_count == values.null_count:
+        return values, pa.repeat(pa.scalar(False), len(values))  # all already as spelled
     position = pc.index_in(pc.utf8_lower(values), pc.utf8_lower(canonical))
     outside = pc.and_(pc.is_valid(values), pc.is_null(position))
     return pc.take(canonical, position), outside

@@ -4,15 +4,13 @@ Each batch of text columns is standardised field by field (``standardise.py``), 
 is evaluated as a boolean mask over the whole column with Arrow compute. Rows failing any rule
 are rejected; the failures (row, field, rule, value) are collected only for the failing cells,
 so the cost of a clean file is a handful of kernels per column, never a Python loop per cell.
-Uniqueness across batches (``unique``, ``primaryKey``) is tracked in a DuckDB table of keyed
-hashes that spills to disk instead of growing memory with the file.
+Uniqueness across batches (``unique``, ``primaryKey``) is tracked in a ledger of 64-bit key
+codes that spills to encrypted files instead of growing memory with the file.
 """
 
 from __future__ import annotations
 
-import functools
 import os
-import secrets
 import shutil
 import tempfile
 from collections import Counter
@@ -24,6 +22,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from civicshare import crypto
 from civicshare.catalog.tableschema import SchemaField, TableSchema
 from civicshare.errors import Invalid
 from civicshare.ingest.infer import sql_name
@@ -110,63 +109,177 @@ def match_columns(schema: TableSchema, columns: Sequence[str]) -> dict[str, str 
     return found
 
 
+_FIBONACCI = pa.scalar(-7046029254386353131, pa.int64())  # 0x9E3779B97F4A7C15 as int64
+
+
 class KeyLedger:
     """Every key seen in one pass over a file, to find repeats once the pass is over.
 
-    Appending each batch's keys is cheap; the repeats are found by one aggregate at the end, so
-    checking a clean file costs one insert per batch and no per-batch lookups. Keys are kept as
-    64-bit hashes salted with a secret that lives only in this object, so the temporary database
-    may spill to disk without writing key values (which may be personal) in a recoverable form.
-    A hash collision would flag a row as a repeat wrongly: about 3 in a million at 10 million
-    keys. Memory is capped; beyond it DuckDB spills to its private temporary folder.
+    Each key becomes one 64-bit code next to its row number: the value itself for a single
+    integer or temporal column (exact), else DuckDB's 64-bit hash of the key columns. Appending a
+    batch's codes is cheap; the repeats are found at the end by sorting. Memory is fixed: once
+    ``buffer_entries`` codes are held, they are split by their top bits into ``PARTITIONS``
+    partitions and appended to spill files, **encrypted** (AES-256-GCM under a key that exists
+    only in this object), since even a hash of a small key space can be reversed by trying every
+    key. At the end each partition is sorted on its own, so the peak is one partition, not the
+    whole ledger. A hash collision between two different keys would flag a row as a repeat
+    wrongly: for n keys the chance is about n²/2⁶⁵ (3 in a million at 10 million string keys;
+    zero for single integer or date keys, which are not hashed).
     """
 
-    def __init__(self, memory_limit: str = "128MB") -> None:
-        self._folder = tempfile.mkdtemp(prefix="civicshare-keys-")
-        os.chmod(self._folder, 0o700)
-        self._db = duckdb.connect(":memory:")
-        self._db.execute(f"SET memory_limit='{memory_limit}'")
-        self._db.execute(f"SET temp_directory='{self._folder}'")
-        self._db.execute("SET preserve_insertion_order=false")
-        self._salt = secrets.token_hex(16)
-        self._tables: dict[str, str] = {}
+    PARTITIONS = 64
 
-    def _table(self, rule: str) -> str:
-        if rule not in self._tables:
-            table = f"keys_{len(self._tables)}"
-            self._db.execute(f"CREATE TABLE {table} (row_number BIGINT, h UBIGINT)")
-            self._tables[rule] = table
-        return self._tables[rule]
+    def __init__(self, buffer_entries: int = 1 << 18) -> None:
+        self.buffer_entries = buffer_entries
+        self._hasher = duckdb.connect(":memory:")
+        self._hasher.execute("SET threads=1")
+        self._secret = crypto.new_data_key()
+        self._folder: str | None = None
+        self._buffers: dict[str, list[pa.RecordBatch]] = {}
+        self._buffered = 0
+        self._blocks: dict[tuple[str, int], int] = {}  # spilled blocks per (rule, partition)
+        self._rules: list[str] = []
+
+    def _codes(self, keys: pa.Table) -> pa.Array:
+        """One int64 per row: the key itself when it is one integer-like column, else a hash."""
+        if keys.num_columns == 1 and _exact_type(keys.schema.field(0).type):
+            column = keys.column(0).combine_chunks()
+            if not pa.types.is_integer(column.type):
+                column = column.view(pa.int32() if column.type.bit_width == 32 else pa.int64())
+            return pc.cast(column, pa.int64(), safe=False)
+        columns = ", ".join(f'"{c}"' for c in keys.column_names)
+        self._hasher.register("ledger_keys", keys)
+        try:
+            hashed = self._hasher.execute(
+                f"SELECT hash({columns}) AS h FROM ledger_keys"
+            ).to_arrow_table()
+        finally:
+            self._hasher.unregister("ledger_keys")
+        return pc.cast(hashed.column("h").combine_chunks(), pa.int64(), safe=False)
 
     def record(self, rule: str, keys: pa.Table, rows: pa.Array) -> None:
         """Note the keys of ``rows`` (stored keys are recorded as row 0, before any file row)."""
-        table = self._table(rule)
-        columns = ", ".join(f'"{c}"' for c in keys.column_names)
-        incoming = keys.append_column(ROW_INDEX, rows)  # noqa: F841 (read by DuckDB by name)
-        self._db.execute(
-            f"INSERT INTO {table} SELECT {ROW_INDEX}, hash(?, {columns}) FROM incoming",
-            [self._salt],
+        if rule not in self._buffers:
+            self._buffers[rule] = []
+            self._rules.append(rule)
+        if keys.num_rows == 0:
+            return
+        codes = self._codes(keys)
+        self._buffers[rule].append(
+            pa.RecordBatch.from_arrays([codes, pc.cast(rows, pa.int64())], names=["h", "r"])
         )
+        self._buffered += keys.num_rows
+        if self._buffered >= self.buffer_entries:
+            self._spill()
+
+    def _spill(self) -> None:
+        if self._folder is None:
+            self._folder = tempfile.mkdtemp(prefix="civicshare-keys-")
+            os.chmod(self._folder, 0o700)
+        for rule, batches in self._buffers.items():
+            if batches:
+                self._spill_rule(rule, pa.Table.from_batches(batches).combine_chunks())
+            self._buffers[rule] = []
+        self._buffered = 0
+
+    def _spill_rule(self, rule: str, entries: pa.Table) -> None:
+        # Integer keys are often consecutive: mix the bits (Fibonacci hashing) before taking the
+        # top ones, so each partition gets its share. The multiplication wraps by design.
+        mixed = pc.multiply(entries.column("h"), _FIBONACCI)
+        part = pc.bit_wise_and(pc.shift_right(mixed, 58), self.PARTITIONS - 1)
+        order = pc.sort_indices(part)
+        entries, part = entries.take(order), part.take(order)
+        counts = pc.value_counts(part)  # in order of appearance, i.e. ascending
+        offset = 0
+        for item in counts.to_pylist():
+            partition, count = int(item["values"]), int(item["counts"])
+            self._append(rule, partition, entries.slice(offset, count))
+            offset += count
+
+    def _path(self, rule: str, partition: int) -> str:
+        assert self._folder is not None
+        return os.path.join(self._folder, f"{self._rules.index(rule)}-{partition}.bin")
+
+    def _context(self, rule: str, partition: int, block: int) -> bytes:
+        return f"key-ledger:{self._rules.index(rule)}:{partition}:{block}".encode()
+
+    def _append(self, rule: str, partition: int, entries: pa.Table) -> None:
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, entries.schema) as writer:
+            writer.write_table(entries)
+        block = self._blocks.get((rule, partition), 0)
+        sealed = crypto.aead_encrypt(
+            self._secret,
+            sink.getvalue().to_pybytes(),
+            context=self._context(rule, partition, block),
+        )
+        with open(self._path(rule, partition), "ab") as handle:
+            handle.write(len(sealed).to_bytes(8, "big") + sealed)
+        self._blocks[(rule, partition)] = block + 1
+
+    def _partition(self, rule: str, partition: int) -> pa.Table:
+        tables = []
+        with open(self._path(rule, partition), "rb") as handle:
+            for block in range(self._blocks[(rule, partition)]):
+                size = int.from_bytes(handle.read(8), "big")
+                plain = crypto.aead_decrypt(
+                    self._secret, handle.read(size), context=self._context(rule, partition, block)
+                )
+                tables.append(pa.ipc.open_stream(plain).read_all())
+        return pa.concat_tables(tables)
 
     def repeats(self) -> dict[str, pa.Array]:
         """Per rule, the row numbers whose key an earlier row (or the stored data) already had."""
+        if self._folder is not None and self._buffered:
+            self._spill()
         found: dict[str, pa.Array] = {}
-        for rule, table in self._tables.items():
-            rows = self._db.execute(
-                f"""WITH firsts AS (
-                        SELECT h, min(row_number) AS first FROM {table}
-                        GROUP BY h HAVING count(*) > 1
-                    )
-                    SELECT k.row_number FROM {table} AS k JOIN firsts USING (h)
-                    WHERE k.row_number > firsts.first ORDER BY k.row_number"""
-            ).to_arrow_table()
-            if rows.num_rows:
-                found[rule] = rows.column(0).combine_chunks()
+        for rule in self._rules:
+            parts: Iterable[pa.Table]
+            if self._folder is None:
+                batches = self._buffers[rule]
+                parts = [pa.Table.from_batches(batches)] if batches else []
+            else:
+                parts = (
+                    self._partition(rule, p)
+                    for p in range(self.PARTITIONS)
+                    if (rule, p) in self._blocks
+                )
+            rows = [r for r in (_later_rows(part) for part in parts) if len(r)]
+            if rows:
+                merged = pa.concat_arrays(rows)
+                found[rule] = merged.take(pc.sort_indices(merged))
         return found
 
     def close(self) -> None:
-        self._db.close()
-        shutil.rmtree(self._folder, ignore_errors=True)
+        self._hasher.close()
+        self._buffers.clear()
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
+
+
+def _exact_type(kind: pa.DataType) -> bool:
+    return bool(
+        pa.types.is_integer(kind)
+        or pa.types.is_date(kind)
+        or pa.types.is_timestamp(kind)
+        or pa.types.is_time(kind)
+    )
+
+
+def _later_rows(entries: pa.Table) -> pa.Array:
+    """The rows whose code an earlier row of ``entries`` already has.
+
+    Entries are recorded in row order (stored keys first, as row 0), and the sort is stable, so
+    within a run of equal codes the first entry is the earliest row: every other one repeats it.
+    """
+    if entries.num_rows < 2:
+        return pa.array([], pa.int64())
+    ordered = entries.take(pc.sort_indices(entries.column("h")))
+    codes = ordered.column("h").combine_chunks()
+    rows = ordered.column("r").combine_chunks()
+    same = pc.equal(codes.slice(1), codes.slice(0, len(codes) - 1))
+    return rows.slice(1).filter(same)
 
 
 class Validator:
@@ -285,8 +398,11 @@ class Validator:
         rejected = _any(rows, [mask for _, _, mask, _, _ in failures])
         accepted = pa.RecordBatch.from_arrays(
             [columns[f.name] for f in self.fields], schema=self.target.remove_metadata()
-        ).filter(pc.invert(rejected))
-        outcome = BatchOutcome(accepted, int(pc.sum(pc.cast(rejected, pa.int64())).as_py() or 0))
+        )
+        rejected_rows = int(pc.sum(pc.cast(rejected, pa.int64())).as_py() or 0)
+        if rejected_rows:  # filtering copies every column: only when something goes
+            accepted = accepted.filter(pc.invert(rejected))
+        outcome = BatchOutcome(accepted, rejected_rows)
         for name, rule, mask, raw, message in failures:
             self.details_left -= _collect(
                 outcome, name, rule, mask, raw, message, first_row, self.details_left
@@ -395,17 +511,22 @@ class Validator:
     def _known(self, numbers: pa.Array, rule: str) -> pa.Array:
         repeats = self.known_repeats.get(rule)
         if repeats is None or len(repeats) == 0:
-            return pa.array([False] * len(numbers), pa.bool_())
+            return pa.repeat(pa.scalar(False), len(numbers))
         return pc.is_in(numbers, repeats)
 
 
-@functools.lru_cache(maxsize=4)
+_OFFSETS: list[pa.Array] = [pa.array([], pa.int64())]
+
+
 def _offsets(size: int) -> pa.Array:
-    return pa.array(range(size), pa.int64())
+    """``0 … size - 1``, sliced from one array that grows to the largest batch seen."""
+    if len(_OFFSETS[0]) < size:
+        _OFFSETS[0] = pa.array(range(max(size, 2 * len(_OFFSETS[0]))), pa.int64())
+    return _OFFSETS[0].slice(0, size)
 
 
 def row_numbers(first: int, size: int) -> pa.Array:
-    """``first, first + 1, …`` as an int64 array (built once per batch size)."""
+    """``first, first + 1, …`` as an int64 array."""
     return pc.add(_offsets(size), first)
 
 
@@ -431,7 +552,7 @@ def _match_subset(
 
 
 def _any(rows: int, masks: list[pa.Array]) -> pa.Array:
-    combined = pa.array([False] * rows, pa.bool_()) if not masks else masks[0]
+    combined = pa.repeat(pa.scalar(False), rows) if not masks else masks[0]
     for mask in masks[1:]:
         combined = pc.or_(combined, mask)
     return pc.fill_null(combined, False)

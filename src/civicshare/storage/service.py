@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pyarrow as pa
-from sqlalchemy import func, select
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
 from civicshare import crypto
@@ -21,6 +21,7 @@ from civicshare.catalog import service as catalog
 from civicshare.catalog.models import Dataset
 from civicshare.db import flush_or_conflict, utcnow
 from civicshare.errors import Gone, Invalid, NotFound
+from civicshare.ingest.models import IngestRecord
 from civicshare.permissions import Action, Actor, authorize
 from civicshare.storage.models import (
     AgencyKey,
@@ -352,6 +353,30 @@ def _data_key(
     return secret
 
 
+def seal_under_dataset_key(
+    *, db: Session, hub: Hub, actor: Actor | None, dataset: Dataset, secret: bytes, context: bytes
+) -> bytes:
+    """``secret`` (a key for something else kept about the dataset) wrapped by its data key.
+
+    Whatever such a key protects — an ingest's quarantine of rejected values — is then shredded
+    with the dataset: ``purge_dataset`` destroys the data key, and no wrapped copy (a backup of
+    the metadata database included) can be opened again. The data key is created if the dataset
+    has none yet (an ingest rejected before its first version).
+    """
+    _require_live(dataset)
+    key = _data_key(db, hub, actor, dataset, create=True)
+    return crypto.aead_encrypt(key, secret, context=b"sealed-by-data-key:" + context)
+
+
+def open_under_dataset_key(
+    *, db: Session, hub: Hub, dataset: Dataset, wrapped: bytes, context: bytes
+) -> bytes:
+    """The secret ``seal_under_dataset_key`` wrapped; ``Gone`` once the dataset was purged."""
+    _require_live(dataset)
+    key = _data_key(db, hub, None, dataset, create=False)
+    return crypto.aead_decrypt(key, wrapped, context=b"sealed-by-data-key:" + context)
+
+
 def rotate_agency_key(*, db: Session, hub: Hub, actor: Actor, agency: Agency) -> KeyRotation:
     """Give the agency a new key-encryption key and rewrap its data keys; no data is rewritten.
 
@@ -422,6 +447,18 @@ def purge_dataset(*, db: Session, actor: Actor, dataset: Dataset) -> Dataset:
             resource=dataset.ref,
             details={"kind": "data_key"},
         )
+    # Ingest quarantines are sealed under keys the data key wraps, so they are shredded with it;
+    # erasing the sealed blobs as well leaves no ciphertext of rejected values behind either.
+    erased = cast(
+        "CursorResult[Any]",
+        db.execute(
+            update(IngestRecord)
+            .where(IngestRecord.dataset_id == dataset.id, IngestRecord.quarantine.is_not(None))
+            .values(quarantine=None, quarantine_key=None)
+            .execution_options(synchronize_session="fetch"),
+        ),
+    )
+    quarantines = erased.rowcount
     dataset.purged_at = now
     dataset.updated_at = now
     db.flush()
@@ -432,7 +469,11 @@ def purge_dataset(*, db: Session, actor: Actor, dataset: Dataset) -> Dataset:
         action="dataset.purge",
         agency=dataset.agency.slug,
         resource=dataset.ref,
-        details={"versions": len(versions), "had_data_key": row is not None},
+        details={
+            "versions": len(versions),
+            "had_data_key": row is not None,
+            "quarantines_erased": quarantines,
+        },
     )
     return dataset
 

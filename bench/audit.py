@@ -32,6 +32,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import sqlalchemy as sa
@@ -53,8 +54,7 @@ ACTOR = Actor(email="analyst.health@demo-city.org", role=Role.analyst, agency_sl
 # ---------------------------------------------------------------------------- appends
 
 
-def _append_loop(url: str, stop_at: float, counts: list[int], slot: int) -> None:
-    database = Database(url)
+def _append_loop(database: Database, stop_at: float, counts: list[int], slot: int) -> None:
     done = 0
     while time.monotonic() < stop_at:
         with database.session() as db:
@@ -71,20 +71,29 @@ def _append_loop(url: str, stop_at: float, counts: list[int], slot: int) -> None
             )
         done += 1
     counts[slot] = done
-    database.dispose()
 
 
-def _process_writer(url: str, stop_at_wall: float, queue: multiprocessing.Queue[int]) -> None:
+def _process_writer(url: str, seconds: float, ready: Any, start: Any, queue: Any) -> None:
+    database = Database(url)
+    with database.session() as db:  # connect (and import everything) before the clock starts
+        audit.appended_size(db)
+    ready.put(os.getpid())
+    start.wait()
     counts = [0]
-    _append_loop(url, time.monotonic() + (stop_at_wall - time.time()), counts, 0)
+    _append_loop(database, time.monotonic() + seconds, counts, 0)
+    database.dispose()
     queue.put(counts[0])
 
 
 def appends_with_threads(url: str, writers: int, seconds: float) -> float:
+    """Writer threads sharing one ``Database`` (engine and pool), as a hub's request threads do."""
+    database = Database(url)
+    with database.session() as db:
+        audit.appended_size(db)
     counts = [0] * writers
     stop_at = time.monotonic() + seconds
     threads = [
-        threading.Thread(target=_append_loop, args=(url, stop_at, counts, n))
+        threading.Thread(target=_append_loop, args=(database, stop_at, counts, n))
         for n in range(writers)
     ]
     started = time.monotonic()
@@ -96,20 +105,24 @@ def appends_with_threads(url: str, writers: int, seconds: float) -> float:
 
 
 def appends_with_processes(url: str, writers: int, seconds: float) -> float:
+    """Writers as separate processes; the clock starts once all have imported and connected."""
     context = multiprocessing.get_context("spawn")
-    queue: multiprocessing.Queue[int] = context.Queue()
-    start_wall = time.time() + 3  # let every process import before the clock starts
+    ready, queue, start = context.Queue(), context.Queue(), context.Event()
     workers = [
-        context.Process(target=_process_writer, args=(url, start_wall + seconds, queue))
+        context.Process(target=_process_writer, args=(url, seconds, ready, start, queue))
         for _ in range(writers)
     ]
     for worker in workers:
         worker.start()
-    time.sleep(max(0.0, start_wall - time.time()))
-    total = sum(queue.get() for _ in workers)
+    for _ in workers:
+        ready.get(timeout=300)
+    started = time.monotonic()
+    start.set()
+    total = sum(queue.get(timeout=300 + seconds) for _ in workers)
+    elapsed = time.monotonic() - started
     for worker in workers:
         worker.join()
-    return total / seconds
+    return total / elapsed
 
 
 def raw_sqlite_reference(path: Path, writers: int, seconds: float) -> float:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import base64
 import json
 import multiprocessing
+import os
+import signal
+import threading
 from collections import Counter
 from collections.abc import Callable
 from functools import partial
@@ -321,3 +324,34 @@ def test_concurrent_processes_get_unique_gap_free_indexes_and_one_tree(hub: Hub)
     with hub.db.session() as db:
         checkpoint = open_checkpoint(audit.checkpoint(db, hub).note, audit.verifier(db))
     assert (checkpoint.size, checkpoint.root) == (160, memory_tree(hub).root())
+
+
+def _commit_then_hang(url: str, report: multiprocessing.Queue[int]) -> None:
+    database = Database(url)
+    with database.session() as db:
+        durable = audit.record(db, actor=None, action="test.durable")
+    report.put(durable.index)  # the action has returned: from here on the record must survive
+    with database.session() as db:
+        audit.record(db, actor=None, action="test.unfinished")
+        report.put(-1)
+        threading.Event().wait()  # killed here, inside the second action's transaction
+
+
+def test_record_survives_kill_9_once_its_action_returned(hub: Hub) -> None:
+    """A hub killed mid-action keeps every returned record, loses the unfinished one, and the
+    log goes on gap-free: the killed writer's index lock (row lock / write turn) is released."""
+    context = multiprocessing.get_context("spawn")
+    report: multiprocessing.Queue[int] = context.Queue()
+    worker = context.Process(target=_commit_then_hang, args=(hub.db.url, report))
+    worker.start()
+    durable = report.get(timeout=120)
+    assert report.get(timeout=120) == -1
+    assert worker.pid is not None
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.join(60)
+    with hub.db.session() as db:
+        after = audit.record(db, actor=None, action="test.after")
+    assert after.index == durable + 1
+    kept = [(entry["index"], entry["action"]) for entry in records(hub)]
+    assert kept[-2:] == [(durable, "test.durable"), (durable + 1, "test.after")]
+    assert "test.unfinished" not in {action for _index, action in kept}

@@ -19,16 +19,15 @@ import datetime as dt
 import hashlib
 import logging
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import ColumnElement, insert, or_, select, update
+from sqlalchemy import ColumnElement, Dialect, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from civicshare.audit import merkle
+from civicshare.audit import canonical, merkle
 from civicshare.audit.merkle import Block, ProofError
 from civicshare.audit.models import (
     NODE_LEVEL_SHIFT,
@@ -61,13 +60,15 @@ INTEGRATION_BATCH = 50_000
 MAX_ENTRIES_PER_PAGE = 1000
 MAX_RECORDS_PER_PAGE = 1000
 
+_COUNTERS = Base.metadata.tables[AuditCounter.__tablename__]
+_ENTRIES = Base.metadata.tables[AuditEntry.__tablename__]
 _CLAIM_INDEX = (
-    update(AuditCounter)
-    .where(AuditCounter.name == SIZE)
-    .values(value=AuditCounter.value + 1)
-    .returning(AuditCounter.value)
+    update(_COUNTERS)
+    .where(_COUNTERS.c.name == SIZE)
+    .values(value=_COUNTERS.c.value + 1)
+    .returning(_COUNTERS.c.value)
 )
-_INSERT_ENTRY = insert(Base.metadata.tables[AuditEntry.__tablename__])
+_INSERT_ENTRY = insert(_ENTRIES)
 _INSERT_NODES = insert(Base.metadata.tables[AuditNode.__tablename__])
 
 
@@ -104,7 +105,10 @@ def record(
 
     ``details`` must never hold personal values or secrets: identifiers, counts and hashes only.
     """
-    index = db.execute(_CLAIM_INDEX).scalar_one() - 1
+    if db.autoflush:
+        db.flush()  # the action's pending rows first, as an ORM statement here would
+    statements, cursor = _driver_statements(db)
+    index = statements.claim_index(cursor)
     now = utcnow()
     body: dict[str, Any] = {
         "index": index,
@@ -126,10 +130,10 @@ def record(
         "details": dict(details) if details else None,
     }
     body.update({key: value for key, value in optional.items() if value is not None})
-    encoded = rfc8785.dumps(body)
+    encoded = canonical.dumps(body)
     leaf = merkle.leaf_hash(encoded)
-    db.execute(
-        _INSERT_ENTRY,
+    statements.insert_entry(
+        cursor,
         {
             "index": index,
             "record": encoded,
@@ -142,7 +146,64 @@ def record(
             "created_at": now,
         },
     )
+    cursor.close()
     return Recorded(index, encoded, leaf)
+
+
+class _DriverStatement:
+    """A Core statement compiled once for a dialect, run on the driver's own cursor.
+
+    ``record`` runs on every audited action, and SQLAlchemy's per-execution machinery (building
+    an execution context, result objects, ORM events) costs several times what the database
+    spends on these two one-row statements; the SQL, its parameter order and bind processors are
+    still SQLAlchemy's, so types and quoting stay those of the models.
+    """
+
+    def __init__(self, statement: Any, dialect: Dialect, keys: Sequence[str] = ()) -> None:
+        compiled = statement.compile(dialect=dialect, column_keys=list(keys) or None)
+        self.sql: str = compiled.string
+        self.order: Sequence[str] | None = compiled.positiontup
+        self.constants: dict[str, Any] = dict(compiled.params)
+        columns = {column.key: column for column in _ENTRIES.c}
+        self.processors = {
+            key: processor
+            for key in keys
+            if (processor := columns[key].type.bind_processor(dialect)) is not None
+        }
+
+    def parameters(self, values: Mapping[str, Any]) -> Any:
+        merged = {**self.constants, **values}
+        for key, processor in self.processors.items():
+            merged[key] = processor(merged[key])
+        return merged if self.order is None else tuple(merged[key] for key in self.order)
+
+
+class _DriverStatements:
+    def __init__(self, dialect: Dialect) -> None:
+        self.claim = _DriverStatement(_CLAIM_INDEX, dialect)
+        self.insert = _DriverStatement(_INSERT_ENTRY, dialect, [c.key for c in _ENTRIES.c])
+
+    def claim_index(self, cursor: Any) -> int:
+        cursor.execute(self.claim.sql, self.claim.parameters({}))
+        return int(cursor.fetchone()[0]) - 1
+
+    def insert_entry(self, cursor: Any, values: Mapping[str, Any]) -> None:
+        cursor.execute(self.insert.sql, self.insert.parameters(values))
+
+
+_compiled: dict[tuple[str, str], _DriverStatements] = {}
+
+
+def _driver_statements(db: Session) -> tuple[_DriverStatements, Any]:
+    """The statements for the session's driver and a cursor in its transaction (begun if not)."""
+    connection = db.connection()
+    dialect = connection.dialect
+    key = (dialect.name, dialect.driver)
+    statements = _compiled.get(key)
+    if statements is None:
+        statements = _compiled[key] = _DriverStatements(dialect)
+    driver: Any = connection.connection.driver_connection  # the transaction's own connection
+    return statements, driver.cursor()
 
 
 def record_denied(

@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from playwright.sync_api import Browser, expect
 
 from tests.support.hubproc import HubProcess
-from tests.web.browser import Tab, open_tab
+from tests.web.browser import Tab, logged_in_tab
 
 
-@contextmanager
-def steward_tab(browser: Browser, hub: HubProcess, agency: str) -> Iterator[Tab]:
+def steward_tab(browser: Browser, hub: HubProcess, agency: str) -> AbstractContextManager[Tab]:
     """A tab logged in as the agency's data steward, on the home page."""
-    login = hub.login("steward", agency)
-    with open_tab(browser, hub.base_url) as tab:
-        tab.goto("/login")
-        tab.page.get_by_label("Email address").fill(login.email)
-        tab.page.get_by_label("Password").fill(login.password)
-        tab.page.get_by_role("button", name="Log in").click()
-        expect(tab.page.get_by_text(f"Welcome, {login.email}")).to_be_visible()
-        yield tab
+    return logged_in_tab(browser, hub, "steward", agency)
 
 
 def upload_through_page(

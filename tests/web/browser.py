@@ -14,7 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Response, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Page,
+    Response,
+    expect,
+    sync_playwright,
+)
+
+from tests.support.hubproc import HubProcess
 
 CHROMIUM = Path(os.environ.get("CIVICSHARE_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -140,3 +149,16 @@ def open_tab(browser: Browser, base_url: str) -> Iterator[Tab]:
         yield tab
     finally:
         context.close()
+
+
+@contextmanager
+def logged_in_tab(browser: Browser, hub: HubProcess, role: str, agency: str) -> Iterator[Tab]:
+    """A tab logged in through the login page as the demo login of that role and agency."""
+    login = hub.login(role, agency)
+    with open_tab(browser, hub.base_url) as tab:
+        tab.goto("/login")
+        tab.page.get_by_label("Email address").fill(login.email)
+        tab.page.get_by_label("Password").fill(login.password)
+        tab.page.get_by_role("button", name="Log in").click()
+        expect(tab.page.get_by_text(f"Welcome, {login.email}")).to_be_visible()
+        yield tab

@@ -42,3 +42,11 @@ class PortalClient:
         )
         assert response.status_code == 303, response.text
         return response
+
+
+def staff_client(hub: HubProcess, role: str, agency: str) -> PortalClient:
+    """A portal client logged in as the demo login of that role in that agency."""
+    client = PortalClient(hub)
+    login = hub.login(role, agency)
+    client.log_in(login.email, login.password)
+    return client

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from tests.support.hubproc import HubProcess
-from tests.web.portal_client import PortalClient
+from tests.web.portal_client import staff_client
 from tests.web.seed import seed_catalog
 
 
@@ -17,13 +17,6 @@ from tests.web.seed import seed_catalog
 def hub(hub_process: HubProcess) -> HubProcess:
     seed_catalog(hub_process)
     return hub_process
-
-
-def _staff(hub: HubProcess, role: str, agency: str) -> PortalClient:
-    client = PortalClient(hub)
-    login = hub.login(role, agency)
-    client.log_in(login.email, login.password)
-    return client
 
 
 def _request_form(**overrides: str) -> dict[str, str]:
@@ -50,7 +43,7 @@ def _request_form(**overrides: str) -> dict[str, str]:
 
 
 def test_request_form_proposes_treatments_from_classification(hub: HubProcess) -> None:
-    with _staff(hub, "analyst", "fire_ems") as analyst:
+    with staff_client(hub, "analyst", "fire_ems") as analyst:
         page = analyst.get("/agreements/new", params={"dataset": "health.flu_cases"})
     assert page.status_code == 200
     selected = dict(
@@ -67,7 +60,7 @@ def test_request_form_proposes_treatments_from_classification(hub: HubProcess) -
 
 
 def test_invalid_request_shows_errors_and_keeps_the_input(hub: HubProcess) -> None:
-    with _staff(hub, "analyst", "fire_ems") as analyst:
+    with staff_client(hub, "analyst", "fire_ems") as analyst:
         response = analyst.post_form(
             "/agreements/new",
             _request_form(legal_basis="", valid_until="not a date", purpose_text="kept text"),
@@ -86,8 +79,8 @@ def test_invalid_request_shows_errors_and_keeps_the_input(hub: HubProcess) -> No
 
 
 def test_request_approve_query_revoke_refuse(hub: HubProcess) -> None:
-    analyst = _staff(hub, "analyst", "fire_ems")
-    steward = _staff(hub, "steward", "health")
+    analyst = staff_client(hub, "analyst", "fire_ems")
+    steward = staff_client(hub, "steward", "health")
     with analyst, steward:
         sent = analyst.post_form(
             "/agreements/new", _request_form(), form_page="/agreements/new?dataset=health.flu_cases"
@@ -143,7 +136,7 @@ def test_request_approve_query_revoke_refuse(hub: HubProcess) -> None:
 
 
 def test_only_the_provider_steward_may_decide(hub: HubProcess) -> None:
-    analyst = _staff(hub, "analyst", "fire_ems")
+    analyst = staff_client(hub, "analyst", "fire_ems")
     with analyst:
         sent = analyst.post_form(
             "/agreements/new",

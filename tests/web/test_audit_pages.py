@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.hubproc import HubProcess
-from tests.web.portal_client import PortalClient
+from tests.web.portal_client import PortalClient, staff_client
 from tests.web.seed import seed_catalog
 
 
@@ -15,15 +15,8 @@ def hub(hub_process: HubProcess) -> HubProcess:
     return hub_process
 
 
-def _staff(hub: HubProcess, role: str, agency: str) -> PortalClient:
-    client = PortalClient(hub)
-    login = hub.login(role, agency)
-    client.log_in(login.email, login.password)
-    return client
-
-
 def test_auditor_verifies_the_log_in_one_click(hub: HubProcess) -> None:
-    with _staff(hub, "auditor", "health") as auditor:
+    with staff_client(hub, "auditor", "health") as auditor:
         page = auditor.get("/audit")
         assert page.status_code == 200
         assert "Current signed checkpoint" in page.text
@@ -35,7 +28,7 @@ def test_auditor_verifies_the_log_in_one_click(hub: HubProcess) -> None:
 
 
 def test_steward_sees_access_to_own_data_but_cannot_verify(hub: HubProcess) -> None:
-    with _staff(hub, "steward", "transport") as steward:
+    with staff_client(hub, "steward", "transport") as steward:
         steward.get("/open-data/transport.bike_counts", params={"preview": "1"})
         page = steward.get("/audit")
         refused = steward.post_form("/audit/verify", {}, form_page="/audit")

@@ -65,6 +65,7 @@ def test_scenario_3_transport_publishes_sensor_readings_as_open_data(
         expect(page.get_by_role("heading", level=1)).to_have_text("My agency: transport")
         tab.look("my-agency")
         page.get_by_role("link", name="Create a dataset").click()
+        page.wait_for_load_state("load")  # htmx ready: the proposal must arrive in place
         tab.look("my-agency-new")
         page.get_by_label("Data file").set_input_files(str(sample))
         _keep_page_marker(page)

@@ -22,7 +22,7 @@ from playwright.sync_api import Browser, Locator, Page, expect
 from civicshare.db import utcnow
 from civicshare.demo.service import demo_agreements
 from tests.support.hubproc import HubProcess
-from tests.web.browser import Tab, open_tab
+from tests.web.browser import Tab, logged_in_tab
 from tests.web.console_seed import seed_city
 
 pytestmark = pytest.mark.browser
@@ -46,17 +46,14 @@ def hub(hub_process: HubProcess) -> HubProcess:
 
 @contextmanager
 def console(browser: Browser, hub: HubProcess, agency: str) -> Iterator[Tab]:
-    login = hub.login("analyst", agency)
-    with open_tab(browser, hub.base_url) as tab:
-        tab.goto("/login")
-        tab.page.get_by_label("Email address").fill(login.email)
-        tab.page.get_by_label("Password").fill(login.password)
-        tab.page.get_by_role("button", name="Log in").click()
-        expect(tab.page.get_by_text(f"Welcome, {login.email}")).to_be_visible()
+    with logged_in_tab(browser, hub, "analyst", agency) as tab:
         tab.page.get_by_role("navigation", name="Main").get_by_role(
             "link", name="Query console"
         ).click()
         expect(tab.page.get_by_role("heading", level=1)).to_have_text("Query console")
+        # The heading shows before the deferred scripts have run; a click before htmx is ready
+        # would post the form the no-JavaScript way (a whole page, focus at its top).
+        tab.page.wait_for_load_state("load")
         yield tab
 
 

@@ -9,8 +9,6 @@ Scenario 3: the public browses, charts and downloads open data (see test_browser
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,8 @@ from playwright.sync_api import Browser, expect
 
 from tests.support.hubproc import HubProcess
 from tests.web.agency_steps import upload_through_page
-from tests.web.browser import Tab, open_tab
+from tests.web.browser import Tab
+from tests.web.browser import logged_in_tab as logged_in
 from tests.web.seed import BIKES, BIKES_CSV, CASES, CASES_CSV, create_dataset, create_with_data
 
 pytestmark = pytest.mark.browser
@@ -29,18 +28,6 @@ def hub(hub_process: HubProcess) -> HubProcess:
     create_with_data(hub_process, BIKES, BIKES_CSV)
     create_dataset(hub_process, CASES)  # its data comes through the steward's upload page
     return hub_process
-
-
-@contextmanager
-def logged_in(browser: Browser, hub: HubProcess, role: str, agency: str) -> Iterator[Tab]:
-    login = hub.login(role, agency)
-    with open_tab(browser, hub.base_url) as tab:
-        tab.goto("/login")
-        tab.page.get_by_label("Email address").fill(login.email)
-        tab.page.get_by_label("Password").fill(login.password)
-        tab.page.get_by_role("button", name="Log in").click()
-        expect(tab.page.get_by_text(f"Welcome, {login.email}")).to_be_visible()
-        yield tab
 
 
 def _preview(tab: Tab) -> None:

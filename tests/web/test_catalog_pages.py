@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.support.hubproc import HubProcess
-from tests.web.portal_client import PortalClient
+from tests.web.portal_client import PortalClient, staff_client
 from tests.web.seed import BIKES_CSV, seed_catalog
 
 
@@ -24,13 +24,6 @@ def hub(hub_process: HubProcess) -> HubProcess:
 def public(hub: HubProcess) -> Iterator[PortalClient]:
     with PortalClient(hub) as client:
         yield client
-
-
-def _staff(hub: HubProcess, role: str, agency: str) -> PortalClient:
-    client = PortalClient(hub)
-    login = hub.login(role, agency)
-    client.log_in(login.email, login.password)
-    return client
 
 
 def test_open_data_lists_only_public_datasets(public: PortalClient) -> None:
@@ -75,7 +68,7 @@ def test_staff_catalog_needs_a_login(public: PortalClient) -> None:
 
 
 def test_staff_see_hub_datasets_with_classification_badges(hub: HubProcess) -> None:
-    with _staff(hub, "analyst", "fire_ems") as analyst:
+    with staff_client(hub, "analyst", "fire_ems") as analyst:
         listing = analyst.get("/catalog", params={"classification": "sensitive"})
         assert "Influenza case reports" in listing.text
         assert "Bicycle counter readings" not in listing.text
@@ -86,10 +79,10 @@ def test_staff_see_hub_datasets_with_classification_badges(hub: HubProcess) -> N
 
 
 def test_preview_as_owner_and_refusal_without_agreement(hub: HubProcess) -> None:
-    with _staff(hub, "steward", "health") as owner:
+    with staff_client(hub, "steward", "health") as owner:
         own = owner.get("/catalog/health.flu_cases", params={"preview": "1"})
     assert "Person 1" in own.text  # the owning agency sees its own rows
-    with _staff(hub, "analyst", "fire_ems") as other:
+    with staff_client(hub, "analyst", "fire_ems") as other:
         refused = other.get(
             "/catalog/health.flu_cases",
             params={"preview": "1", "purpose": "emergency_response"},

@@ -24,7 +24,7 @@ from civicshare.db import Database
 from civicshare.query.parse import query_sha256
 from tests.support.hubproc import HubProcess
 from tests.web.console_seed import seed_city
-from tests.web.portal_client import PortalClient
+from tests.web.portal_client import PortalClient, staff_client
 
 SURVEILLANCE = "public_health_surveillance"
 BY_ZIP = "SELECT zip, count(*) AS n FROM health.cases GROUP BY zip ORDER BY zip"
@@ -38,13 +38,6 @@ APPLICANTS = (
 def hub(hub_process: HubProcess) -> HubProcess:
     seed_city(hub_process)
     return hub_process
-
-
-def _staff(hub: HubProcess, role: str, agency: str) -> PortalClient:
-    client = PortalClient(hub)
-    login = hub.login(role, agency)
-    client.log_in(login.email, login.password)
-    return client
 
 
 def _run(client: PortalClient, sql: str, purpose: str = "", **extra: str) -> httpx.Response:
@@ -98,7 +91,7 @@ def test_console_needs_a_login(hub: HubProcess) -> None:
 
 
 def test_tables_list_shows_what_the_analyst_may_query(hub: HubProcess) -> None:
-    with _staff(hub, "analyst", "fire_ems") as analyst:
+    with staff_client(hub, "analyst", "fire_ems") as analyst:
         page = analyst.get("/console").text
         chosen = analyst.get("/console", params={"table": "health.cases"}).text
     aside = page.split('id="tables-title"')[1]
@@ -110,7 +103,7 @@ def test_tables_list_shows_what_the_analyst_may_query(hub: HubProcess) -> None:
     starter = html.unescape(chosen.split('id="f-sql"')[1].split("</textarea>")[0].split(">", 1)[1])
     assert "FROM health.cases" in starter
     assert f'<option value="{SURVEILLANCE}" selected>' in chosen
-    with _staff(hub, "analyst", "fire_ems") as analyst:
+    with staff_client(hub, "analyst", "fire_ems") as analyst:
         assert _run(analyst, starter, SURVEILLANCE).status_code == 200
         # The same dataset under another agreement: its own purpose and a row-level start.
         feed = analyst.get(
@@ -122,7 +115,7 @@ def test_tables_list_shows_what_the_analyst_may_query(hub: HubProcess) -> None:
 
 
 def test_scenario1_counts_by_zip_match_the_api(hub: HubProcess) -> None:
-    with _staff(hub, "analyst", "fire_ems") as analyst:
+    with staff_client(hub, "analyst", "fire_ems") as analyst:
         response = _run(analyst, BY_ZIP, SURVEILLANCE)
     assert response.status_code == 200, response.text
     expected = _api(hub, "fire_ems", BY_ZIP, SURVEILLANCE)
@@ -149,7 +142,7 @@ def test_scenario1_counts_by_zip_match_the_api(hub: HubProcess) -> None:
 
 
 def test_explain_shows_the_treatments(hub: HubProcess) -> None:
-    with _staff(hub, "analyst", "health") as analyst:
+    with staff_client(hub, "analyst", "health") as analyst:
         response = _run(analyst, APPLICANTS, "service_delivery", action="explain")
     assert response.status_code == 200, response.text
     section = response.text.split('id="explain-title"')[1]
@@ -165,7 +158,7 @@ def test_explain_shows_the_treatments(hub: HubProcess) -> None:
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_downloads_are_the_rows_shown(hub: HubProcess, fmt: str) -> None:
-    with _staff(hub, "analyst", "health") as analyst:
+    with staff_client(hub, "analyst", "health") as analyst:
         shown = _cells(_run(analyst, APPLICANTS, "service_delivery").text)
         download = analyst.post_form(
             "/console/download",
@@ -193,7 +186,7 @@ def test_downloads_are_the_rows_shown(hub: HubProcess, fmt: str) -> None:
 
 
 def test_download_needs_the_csrf_token(hub: HubProcess) -> None:
-    with _staff(hub, "analyst", "health") as analyst:
+    with staff_client(hub, "analyst", "health") as analyst:
         response = analyst.http.post(
             "/console/download", data={"sql": APPLICANTS, "purpose": "service_delivery"}
         )
@@ -234,7 +227,7 @@ RUNAWAY = (
 def test_bad_input_is_shown_next_to_the_editor(
     hub: HubProcess, sql: str, purpose: str, code: str | None, status: int
 ) -> None:
-    with _staff(hub, "analyst", "fire_ems") as analyst:
+    with staff_client(hub, "analyst", "fire_ems") as analyst:
         plain = _run(analyst, sql, purpose)
         token = analyst.csrf_token("/console")
         swapped = analyst.http.post(
@@ -262,7 +255,7 @@ def test_bad_input_is_shown_next_to_the_editor(
 
 
 def test_oversized_form_is_refused_without_a_500(hub: HubProcess) -> None:
-    with _staff(hub, "analyst", "fire_ems") as analyst:
+    with staff_client(hub, "analyst", "fire_ems") as analyst:
         response = _run(analyst, "SELECT 1 --" + "x" * 1_000_001)
     assert 400 <= response.status_code < 500
     assert "text/html" in response.headers["content-type"]
@@ -270,7 +263,7 @@ def test_oversized_form_is_refused_without_a_500(hub: HubProcess) -> None:
 
 @pytest.mark.parametrize("limit", ["abc", "0", "31", "nan"])
 def test_a_bad_time_limit_is_shown_next_to_the_editor(hub: HubProcess, limit: str) -> None:
-    with _staff(hub, "analyst", "health") as analyst:
+    with staff_client(hub, "analyst", "health") as analyst:
         response = _run(analyst, "SELECT count(*) FROM health.cases", timeout=limit)
     assert response.status_code == 422
     assert "<code>invalid_timeout</code>" in response.text
@@ -280,7 +273,7 @@ def test_a_bad_time_limit_is_shown_next_to_the_editor(hub: HubProcess, limit: st
 
 
 def test_a_runaway_query_is_stopped_at_the_time_limit(hub: HubProcess) -> None:
-    with _staff(hub, "analyst", "health") as analyst:
+    with staff_client(hub, "analyst", "health") as analyst:
         response = _run(analyst, RUNAWAY, timeout="1")
         after = _run(analyst, "SELECT count(*) AS n FROM health.cases")
     assert response.status_code == 408
@@ -293,7 +286,7 @@ def test_long_results_are_truncated_on_the_page_but_not_in_downloads(hub: HubPro
         "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r WHERE i < 1500) "
         "SELECT i FROM r ORDER BY i"
     )
-    with _staff(hub, "analyst", "health") as analyst:
+    with staff_client(hub, "analyst", "health") as analyst:
         page = _run(analyst, numbers)
         download = analyst.post_form(
             "/console/download", {"sql": numbers, "format": "csv"}, form_page="/console"
@@ -308,7 +301,7 @@ def test_long_results_are_truncated_on_the_page_but_not_in_downloads(hub: HubPro
 
 
 def test_a_table_that_is_not_queryable_starts_an_empty_editor(hub: HubProcess) -> None:
-    with _staff(hub, "analyst", "fire_ems") as analyst:
+    with staff_client(hub, "analyst", "fire_ems") as analyst:
         page = analyst.get("/console", params={"table": "housing.applications"}).text
     editor = page.split('id="f-sql"')[1].split("</textarea>")[0]
     assert editor.endswith(">")

@@ -116,7 +116,8 @@ def _print_share_profile(share: DemoShare | None) -> None:
         soft_wrap=True,
     )
     err_console.print(
-        'Try: .venv/bin/python -c "import delta_sharing; '
+        "Try, with the official client (pip install delta-sharing): "
+        'python -c "import delta_sharing; '
         f"print(delta_sharing.load_as_pandas('{share.table_url('health.cases')}'))\"",
         soft_wrap=True,
         markup=False,

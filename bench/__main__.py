@@ -22,8 +22,10 @@ def available() -> list[str]:
 
 def run(argv: list[str]) -> None:
     # `python -m bench NAME --option ...` passes the options on to that one benchmark.
-    options = [arg for arg in argv if arg.startswith("-")]
-    names = [arg for arg in argv if not arg.startswith("-")]
+    # Everything after the first option belongs to the benchmark, values included
+    # (`--work /tmp/x` as well as `--work=/tmp/x`).
+    first_option = next((n for n, arg in enumerate(argv) if arg.startswith("-")), len(argv))
+    names, options = argv[:first_option], argv[first_option:]
     if options and len(names) != 1:
         sys.exit("options apply to one benchmark: python -m bench NAME --option ...")
     for name in names or available():

@@ -217,6 +217,40 @@ def _begin_immediate(conn: Any) -> None:
         raise DBAPIError.instance("BEGIN IMMEDIATE", None, exc, sqlite3.Error) from exc
 
 
+def _begin_deferred(conn: Any) -> None:
+    # A reader's snapshot starts at its first read (WAL): no write lock, no turn in the queue.
+    conn.exec_driver_sql("BEGIN")
+
+
+def _configure_sqlite_reader(dbapi_connection: Any, record: Any) -> None:
+    _configure_sqlite(dbapi_connection, record)
+    cursor = dbapi_connection.cursor()
+    # A read session that tried to write would fail here instead of taking the write lock.
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.close()
+
+
+def make_read_engine(url: str, writer: Engine) -> Engine | None:
+    """An engine for read-only units of work, or None when the writer's must serve (in-memory).
+
+    SQLite: its own small pool of plain connections beginning deferred transactions, so readers
+    see the last committed state (WAL) without queueing behind writers. PostgreSQL: the writer's
+    pool with read-only transactions.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return writer.execution_options(postgresql_readonly=True)
+    if not parsed.database or parsed.database == ":memory:":
+        return None
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT, "isolation_level": None},
+    )
+    event.listen(engine, "connect", _configure_sqlite_reader)
+    event.listen(engine, "begin", _begin_deferred)
+    return engine
+
+
 def make_engine(url: str) -> Engine:
     """Create an engine with the pragmas and pool settings each backend needs."""
     parsed = make_url(url)
@@ -249,6 +283,12 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.read_engine = make_read_engine(url, self.engine)
+        self.read_sessions = (
+            self.sessions
+            if self.read_engine is None
+            else sessionmaker(self.read_engine, expire_on_commit=False, autoflush=False)
+        )
 
     @property
     def backend(self) -> str:
@@ -264,6 +304,19 @@ class Database:
             except BaseException:
                 session.rollback()
                 raise
+
+    @contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """A read-only unit of work on one consistent snapshot; rolled back at the end.
+
+        For reads that must not wait for writers (proofs, keys): on SQLite every ``session``
+        takes the write turn at its first statement, this one never does. Writing in it fails.
+        """
+        with self.read_sessions() as session:
+            try:
+                yield session
+            finally:
+                session.rollback()
 
     def flush_erased_pages(self) -> None:
         """SQLite: fold the write-ahead log into the database and truncate it.
@@ -289,6 +342,8 @@ class Database:
         upgrade_database(self.engine)
 
     def dispose(self) -> None:
+        if self.read_engine is not None and self.read_engine is not self.engine:
+            self.read_engine.dispose()
         self.engine.dispose()
 
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import base64
+import threading
 
-from civicshare.audit import merkle
+import httpx
+
+from civicshare.audit import merkle, service
 from civicshare.audit.note import Verifier, open_checkpoint
+from civicshare.db import Database
 from tests.agency.test_views import assert_error
 from tests.support.hubproc import HubProcess
 
@@ -74,3 +78,72 @@ def test_bad_requests_are_clear_errors(hub_process: HubProcess) -> None:
         assert_error(public.get("/api/v1/audit/proof/inclusion?index=-1"), 422, "validation_error")
         assert_error(auditor.get("/api/v1/audit/entries?start=5&end=5"), 422, "bad_entries_range")
         assert_error(auditor.get("/api/v1/audit/records?outcome=maybe"), 422, "bad_outcome")
+
+
+def _append(database_url: str, count: int) -> int:
+    """Records appended by another hub process on the same database; returns the log's size."""
+    database = Database(database_url)
+    try:
+        for n in range(count):
+            with database.session() as db:
+                service.record(db, actor=None, action="test.append", details={"n": n})
+        with database.session() as db:
+            return service.appended_size(db)
+    finally:
+        database.dispose()
+
+
+def test_a_proof_beyond_the_integrated_tree_integrates_it_first(hub_process: HubProcess) -> None:
+    with hub_process.client() as public, hub_process.as_role("auditor") as auditor:
+        key = Verifier.parse(public.get("/api/v1/audit/key").text)
+        signed = open_checkpoint(public.get("/api/v1/audit/checkpoint").text, key)
+        size = _append(hub_process.database_url, 3)
+        consistency = public.get(
+            "/api/v1/audit/proof/consistency", params={"first": signed.size, "second": size}
+        )
+        assert consistency.status_code == 200, consistency.text
+        leaves = [
+            base64.b64decode(entry["leaf_input"])
+            for entry in auditor.get(
+                "/api/v1/audit/entries", params={"start": 0, "end": size}
+            ).json()["entries"]
+        ]
+    tree = merkle.MemoryTree.of_records(leaves)
+    path = [base64.b64decode(value) for value in consistency.json()["consistency"]]
+    merkle.verify_consistency(signed.size, size, signed.root, tree.root(), path)
+
+
+def test_proofs_and_the_key_do_not_wait_for_a_writer(hub_process: HubProcess) -> None:
+    """A writer holding the write turn (SQLite) or the log's counter (PostgreSQL) for a long
+    time does not hold up verifiers: proofs are read from a snapshot."""
+    with hub_process.client() as public:
+        size = open_checkpoint(
+            public.get("/api/v1/audit/checkpoint").text,
+            Verifier.parse(public.get("/api/v1/audit/key").text),
+        ).size
+    database = Database(hub_process.database_url)
+    holding, release = threading.Event(), threading.Event()
+
+    def append_and_hold() -> None:
+        with database.session() as db:
+            service.record(db, actor=None, action="test.hold")
+            holding.set()
+            release.wait(60)
+
+    writer = threading.Thread(target=append_and_hold)
+    writer.start()
+    try:
+        assert holding.wait(30)
+        # A bounded wait, so a regression fails instead of hanging on the held lock.
+        with httpx.Client(base_url=hub_process.base_url, timeout=15) as public:
+            assert public.get("/api/v1/audit/key").status_code == 200
+            for path, params in (
+                ("/api/v1/audit/proof/inclusion", {"index": 0, "size": size}),
+                ("/api/v1/audit/proof/consistency", {"first": 1, "second": size}),
+            ):
+                response = public.get(path, params=params)
+                assert response.status_code == 200, response.text
+    finally:
+        release.set()
+        writer.join(60)
+        database.dispose()

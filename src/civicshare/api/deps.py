@@ -36,6 +36,12 @@ class Context:
         with self.hub.db.session() as db:
             yield db
 
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only unit of work, for handlers that neither write nor audit."""
+        with self.hub.db.read_session() as db:
+            yield db
+
 
 def authenticate(hub: Hub, credentials: HTTPAuthorizationCredentials | None) -> Actor:
     if credentials is None or not credentials.credentials:

@@ -7,14 +7,18 @@ read with a token: auditors all, stewards those about their agency, everyone the
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
+from sqlalchemy.orm import Session
 
 from civicshare.api.deps import Ctx, HubDep
 from civicshare.audit import service
 from civicshare.audit.models import ConsistencyProof, EntriesPage, InclusionProof, RecordPage
+from civicshare.hub import Hub
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
@@ -33,28 +37,28 @@ def get_checkpoint(hub: HubDep) -> PlainTextResponse:
 @router.get("/key", response_class=PlainTextResponse)
 def get_key(hub: HubDep) -> PlainTextResponse:
     """The checkpoint verifier key, ``name+keyid+base64(0x01||ed25519 public key)``."""
-    with hub.db.session() as db:
+    with hub.db.read_session() as db:
         return PlainTextResponse(str(service.verifier(db)) + "\n")
 
 
 @router.get("/entries")
 def get_entries(ctx: Ctx, start: Index, end: Index) -> EntriesPage:
     """Records ``[start, end)`` (a page at most) that the caller may read, as base64 bytes."""
-    with ctx.unit() as db:
+    with ctx.read() as db:
         return service.entries(db, actor=ctx.actor, start=start, end=end)
 
 
 @router.get("/proof/inclusion")
 def get_inclusion_proof(hub: HubDep, index: Index, size: Index | None = None) -> InclusionProof:
     """The audit path of record ``index`` in the tree of ``size`` (default: latest checkpoint)."""
-    with hub.db.session() as db:
+    with _tree_reader(hub, size) as db:
         return service.inclusion_proof(db, index=index, size=size)
 
 
 @router.get("/proof/consistency")
 def get_consistency_proof(hub: HubDep, first: Index, second: Index) -> ConsistencyProof:
     """The proof that the tree of size ``second`` extends the tree of size ``first``."""
-    with hub.db.session() as db:
+    with _tree_reader(hub, second) as db:
         return service.consistency_proof(db, first=first, second=second)
 
 
@@ -81,8 +85,23 @@ def list_records(
         since=_aware(since),
         until=_aware(until),
     )
-    with ctx.unit() as db:
+    with ctx.read() as db:
         return service.list_records(db, actor=ctx.actor, where=where, before=before, limit=limit)
+
+
+@contextmanager
+def _tree_reader(hub: Hub, size: int | None) -> Iterator[Session]:
+    """A read-only session when the tree already covers ``size``; else one that may integrate.
+
+    Proofs are read without taking the write turn, so verifiers never queue behind appenders;
+    only a proof for a size beyond the integrated tree (rare: checkpoints integrate) writes.
+    """
+    with hub.db.read_session() as db:
+        if size is None or size <= service.integrated_size(db):
+            yield db
+            return
+    with hub.db.session() as db:
+        yield db
 
 
 def _aware(moment: dt.datetime | None) -> dt.datetime | None:

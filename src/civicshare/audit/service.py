@@ -21,7 +21,7 @@ import logging
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import ColumnElement, Dialect, insert, or_, select, update
@@ -206,36 +206,29 @@ def _driver_statements(db: Session) -> tuple[_DriverStatements, Any]:
     return statements, driver.cursor()
 
 
+class DeniedFields(TypedDict, total=False):
+    """What a denial record may carry besides its actor, action and reason (see ``record``)."""
+
+    agency: str | None
+    resource: str | None
+    version: int | None
+    agreement: str | None
+    purpose: str | None
+    query_sha256: str | None
+    details: Mapping[str, Any] | None
+
+
 def record_denied(
     database: Database,
     *,
     actor: Actor | None,
     action: str,
     reason: str,
-    agency: str | None = None,
-    resource: str | None = None,
-    version: int | None = None,
-    agreement: str | None = None,
-    purpose: str | None = None,
-    query_sha256: str | None = None,
-    details: Mapping[str, Any] | None = None,
+    **fields: Unpack[DeniedFields],
 ) -> Recorded:
     """Record a refused action in a transaction of its own (the action's was rolled back)."""
     with database.session() as db:
-        return record(
-            db,
-            actor=actor,
-            action=action,
-            outcome="denied",
-            reason=reason,
-            agency=agency,
-            resource=resource,
-            version=version,
-            agreement=agreement,
-            purpose=purpose,
-            query_sha256=query_sha256,
-            details=details,
-        )
+        return record(db, actor=actor, action=action, outcome="denied", reason=reason, **fields)
 
 
 def sha256_hex(data: bytes | str) -> str:

@@ -232,16 +232,14 @@ def _record_denial(
 ) -> None:
     details = error.details if isinstance(error.details, dict) else {}
     agreement = details.get("agreement")
-    with hub.db.session() as own:
-        audit.record(
-            own,
-            actor=actor,
-            action="query.run",
-            outcome="denied",
-            reason=error.code,
-            resource=",".join(str(ref) for ref in refs) or None,
-            agreement=agreement if isinstance(agreement, str) else None,
-            purpose=purpose,
-            query_sha256=digest,
-            details={"status": error.status, "error": error.code},
-        )
+    audit.record_denied(
+        hub.db,
+        actor=actor,
+        action="query.run",
+        reason=error.code,
+        resource=",".join(str(ref) for ref in refs) or None,
+        agreement=agreement if isinstance(agreement, str) else None,
+        purpose=purpose,
+        query_sha256=digest,
+        details={"status": error.status, "error": error.code},
+    )

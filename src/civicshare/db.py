@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
+import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -26,6 +29,8 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from civicshare.errors import Conflict
+
+log = logging.getLogger("civicshare.db")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -89,7 +94,61 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     # Overwrite deleted content with zeros, so an erased secret (a destroyed data key) does not
     # linger in free pages of the database file.
     cursor.execute("PRAGMA secure_delete=ON")
+    # The write-ahead log is copied into the database file by a background thread
+    # (``WalCheckpointer``), outside any writer's turn. A writer still checkpoints as SQLite
+    # does by default, but only once the log is this long: copying the few frames the
+    # background pass has not done yet, then restarting the log from its beginning.
+    cursor.execute(f"PRAGMA wal_autocheckpoint={WRITER_CHECKPOINT_PAGES}")
     cursor.close()
+
+
+WRITER_CHECKPOINT_PAGES = 16_384  # 64 MiB of 4 KiB pages
+CHECKPOINT_INTERVAL = 0.5  # seconds between looks at the log's length
+CHECKPOINT_BYTES = 4 * 1024 * 1024  # the background pass copies the log once it is this long
+
+
+class WalCheckpointer:
+    """Copies the WAL of one SQLite file into the database file, in a thread of its own.
+
+    By default SQLite checkpoints inside the COMMIT of whichever writer pushes the log past
+    1,000 pages: that writer copies the pages and waits for an ``fsync`` of the database file
+    while it still holds the write turn, so every writer of the hub waits too (at sustained
+    audit appends, a few milliseconds every couple of hundred commits). A PASSIVE checkpoint
+    needs no write lock: here it runs beside the writers, on a connection of its own opened for
+    each pass (no file handle is kept between passes), and stops when the database is disposed
+    or garbage-collected, or its folder is gone.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(
+            target=self._run, name=f"wal-checkpoint:{Path(path).name}", daemon=True
+        )
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stopped.wait(CHECKPOINT_INTERVAL):
+            try:
+                if os.stat(self.path + "-wal").st_size >= CHECKPOINT_BYTES:
+                    self.checkpoint()
+            except FileNotFoundError:
+                if not os.path.exists(os.path.dirname(self.path) or "."):
+                    return
+            except sqlite3.Error:
+                continue  # busy with another checkpointer: the next pass catches up
+
+    def checkpoint(self) -> None:
+        connection = sqlite3.connect(self.path, timeout=0, isolation_level=None)
+        try:
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self.thread is not threading.current_thread():
+            self.thread.join(5)
 
 
 BUSY_TIMEOUT = 30.0  # seconds a transaction waits for the write lock before failing
@@ -276,6 +335,13 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
+def _checkpointer_for(url: str) -> WalCheckpointer | None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return WalCheckpointer(str(parsed.database))
+
+
 class Database:
     """An engine plus its session factory."""
 
@@ -284,6 +350,9 @@ class Database:
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.read_engine = make_read_engine(url, self.engine)
+        self.checkpointer = _checkpointer_for(url)
+        if self.checkpointer is not None:
+            weakref.finalize(self, self.checkpointer.stopped.set)
         self.read_sessions = (
             self.sessions
             if self.read_engine is None
@@ -329,7 +398,14 @@ class Database:
         connection = self.engine.raw_connection()
         try:
             cursor = connection.cursor()
-            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            deadline = time.monotonic() + BUSY_TIMEOUT
+            # Busy while another connection (the background checkpointer, another process)
+            # runs a checkpoint: SQLite does not wait for that, so this does.
+            while cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
+                if time.monotonic() > deadline:
+                    log.warning("could not truncate the write-ahead log: still busy")
+                    break
+                time.sleep(0.01)
             cursor.close()
         finally:
             connection.close()
@@ -342,6 +418,8 @@ class Database:
         upgrade_database(self.engine)
 
     def dispose(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         if self.read_engine is not None and self.read_engine is not self.engine:
             self.read_engine.dispose()
         self.engine.dispose()

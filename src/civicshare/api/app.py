@@ -13,6 +13,7 @@ from civicshare.api.deps import HubDep
 from civicshare.api.errors import install_error_handlers
 from civicshare.api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from civicshare.api.schemas import ERROR_RESPONSES
+from civicshare.api.uploads import seal_uploads
 from civicshare.hub import Hub
 
 API_PREFIX = "/api/v1"
@@ -32,6 +33,7 @@ def create_app(hub: Hub) -> FastAPI:
         responses=ERROR_RESPONSES,
     )
     app.state.hub = hub
+    seal_uploads()
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, limit_for=_body_limit(hub))
     app.add_middleware(RequestIdMiddleware)

@@ -27,8 +27,9 @@ def ingest_upload(
 ) -> IngestReport:
     """Validate the uploaded file against the dataset's schema and store a new version.
 
-    The upload is streamed by the multipart parser into an unnamed temporary file (it never
-    sits whole in memory, and has no name on disk that could outlive the process).
+    The upload is streamed by the multipart parser into an unnamed temporary file sealed under
+    a key held only in memory (``api.uploads``): it never sits whole in memory, and what
+    reaches the disk is ciphertext.
     """
     keys = [k.strip() for k in key.split(",") if k.strip()] if key else None
     with ctx.unit() as db:

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import io
+import os
+import tempfile
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
@@ -375,3 +378,79 @@ def read_segments(
                 yield conform_batch(batch, schema)
         finally:
             parquet.close()
+
+
+# ---------------------------------------------------------------------------- scratch files
+
+SPOOL_CHUNK_BYTES = 1024 * 1024
+
+
+class SealedSpool(io.RawIOBase):
+    """An unnamed temporary file whose bytes are sealed under a key held only in this object.
+
+    For uploads: written once as the request's bytes arrive, then read back (seekable) by the
+    ingest. What reaches the disk is AES-256-GCM chunks, like a segment's; the key is never
+    stored, so the file is unreadable once the object is gone, even if the process is killed
+    before the file is unlinked (it has no name to begin with).
+    """
+
+    def __init__(self, folder: str | None = None) -> None:
+        super().__init__()
+        # Open as long as the spool is (closed in ``close``), so no context manager.
+        self._file = tempfile.TemporaryFile(dir=folder)  # noqa: SIM115
+        self._key = crypto.new_data_key()
+        self._id = f"spool-{uuid.uuid4().hex}"
+        cipher = crypto.ChunkCipher(self._key, segment_id=self._id, chunk_size=SPOOL_CHUNK_BYTES)
+        self._sink: _EncryptingSink | None = _EncryptingSink(self._handle("wb"), cipher)
+        self._source: _DecryptingSource | None = None
+
+    def _handle(self, mode: str) -> pa.NativeFile:
+        # A handle of its own (the sink and the source close theirs), on the same unnamed file.
+        return pa.PythonFile(os.fdopen(os.dup(self._file.fileno()), mode), mode=mode[0])
+
+    def _reader(self) -> _DecryptingSource:
+        """The first read, seek or tell after writing seals the last chunk."""
+        if self._source is None:
+            if self._sink is not None:
+                self._sink.finish()
+                self._sink = None
+            self._source = _DecryptingSource(self._handle("rb"), self._key, segment_id=self._id)
+        return self._source
+
+    def writable(self) -> bool:
+        return self._source is None
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        if self._sink is None:
+            raise io.UnsupportedOperation("a spool is written once, before it is read")
+        return self._sink.write(data)
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self._reader().read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._reader().seek(offset, whence)
+
+    def tell(self) -> int:
+        if self._sink is not None:
+            return self._sink.tell()
+        return self._reader().tell()
+
+    def close(self) -> None:
+        if not self.closed:
+            if self._source is not None:
+                self._source.close()
+            elif self._sink is not None:
+                self._sink.finish()
+            self._file.close()
+            self._key = b""
+        super().close()

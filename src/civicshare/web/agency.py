@@ -3,9 +3,10 @@
 The pages only parse forms and render; inference is ``ingest.infer``, creation
 ``catalog.create_dataset``, uploads ``ingest.ingest_file`` and quarantines ``ingest.get_ingest``,
 which decide who may do and see what. Uploaded files are read the way the API's ingest route
-reads them: the multipart parser spools them into an unnamed temporary file, handed to the
-services as a stream. Addresses that take files end in ``/upload`` so the hub's upload size
-limit (not the small form limit) applies to them.
+reads them: the multipart parser spools them into an unnamed temporary file sealed under a
+key held only in memory (``api.uploads``), handed to the services as a stream. Addresses
+that take files end in ``/upload`` so the hub's upload size limit (not the small form limit)
+applies to them.
 """
 
 from __future__ import annotations

@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0)
     max_upload_bytes: int = Field(default=DEFAULT_MAX_UPLOAD_BYTES, gt=0)
     token_ttl_days: int = Field(default=90, gt=0, description="Default API token lifetime")
+    sharing_rows_per_file: int = Field(
+        default=1 << 20,
+        gt=0,
+        description="Rows per Parquet file served over Delta Sharing (smaller files: more "
+        "parallel downloads and finer skipping by predicate hints)",
+    )
 
     @field_validator("home")
     @classmethod

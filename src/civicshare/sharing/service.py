@@ -15,7 +15,6 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +30,7 @@ from civicshare.errors import BadRequest, Forbidden, Invalid, NotFound
 from civicshare.hub import Hub
 from civicshare.policy import service as policy
 from civicshare.policy.models import Agreement
-from civicshare.sharing import profiles
+from civicshare.sharing import profiles, skipping
 from civicshare.sharing.changes import CHANGE_TYPE, compute_changes
 from civicshare.sharing.materialize import (
     Materialized,
@@ -272,12 +271,19 @@ def snapshot_content(
     *, db: Session, hub: Hub, recipient: Recipient, table: SharedTable, version: int
 ) -> Materialized:
     view = _view(db, hub, recipient, table, version)
-    fingerprint = _fingerprint("snapshot", table.dataset.id, version, view.explain())
+    fingerprint = _fingerprint(
+        "snapshot", table.dataset.id, version, view.explain(), hub.settings.sharing_rows_per_file
+    )
 
     def build() -> Materialized:
         reader = view.arrow()
         _release(db)
-        return materialize(reader, reader.schema, fingerprint=fingerprint)
+        return materialize(
+            reader,
+            reader.schema,
+            fingerprint=fingerprint,
+            rows_per_file=hub.settings.sharing_rows_per_file,
+        )
 
     return CACHE.get_or_build(fingerprint, build)
 
@@ -289,7 +295,14 @@ def change_content(
     view = _view(db, hub, recipient, table, version)
     before = _view(db, hub, recipient, table, version - 1) if version > 1 else None
     explained = before.explain() if before is not None else None
-    fingerprint = _fingerprint("cdf", table.dataset.id, version, view.explain(), explained)
+    fingerprint = _fingerprint(
+        "cdf",
+        table.dataset.id,
+        version,
+        view.explain(),
+        explained,
+        hub.settings.sharing_rows_per_file,
+    )
     key = catalog.current_schema(db=db, dataset=table.dataset).primaryKey
 
     def build() -> Materialized:
@@ -299,7 +312,12 @@ def change_content(
         changes = compute_changes(
             served_table(previous), served_table(current), primary_key=list(key)
         )
-        return materialize(changes.to_batches(), changes.schema, fingerprint=fingerprint)
+        return materialize(
+            changes.to_batches(),
+            changes.schema,
+            fingerprint=fingerprint,
+            rows_per_file=hub.settings.sharing_rows_per_file,
+        )
 
     return CACHE.get_or_build(fingerprint, build)
 
@@ -309,7 +327,9 @@ def table_schema(
 ) -> pa.Schema:
     """The served (Spark-compatible) schema of a version, without reading its rows."""
     view = _view(db, hub, recipient, table, version)
-    fingerprint = _fingerprint("snapshot", table.dataset.id, version, view.explain())
+    fingerprint = _fingerprint(
+        "snapshot", table.dataset.id, version, view.explain(), hub.settings.sharing_rows_per_file
+    )
     cached = CACHE.get(fingerprint)
     if cached is not None:
         return cached.schema
@@ -396,7 +416,8 @@ def query_table(
     )
     time_travel = request.version is not None or request.timestamp is not None
     content = snapshot_content(db=db, hub=hub, recipient=recipient, table=table, version=version)
-    parts = _within_limit(content.parts, request.limit_hint)
+    chosen = _within_limit(_matching(content, request), content, request.limit_hint)
+    parts = [content.parts[index] for index in chosen]
     commit_ms = _commit_ms(db, table, version) if time_travel else None
     files = [
         _served(
@@ -410,7 +431,7 @@ def query_table(
             kind="snapshot",
             commit_ms=commit_ms,
         )
-        for index in range(len(parts))
+        for index in chosen
     ]
     lines = [
         protocol_line(),
@@ -436,23 +457,35 @@ def query_table(
         "sharing.query",
         version=version,
         rows=sum(part.rows for part in parts),
-        details={"files": len(files), "bytes": sum(part.size for part in parts)},
+        details={
+            "files": len(files),
+            "skipped": len(content.parts) - len(files),
+            "bytes": sum(part.size for part in parts),
+        },
     )
     return version, lines
 
 
-def _within_limit(parts: Sequence[ParquetPart], limit: int | None) -> Sequence[ParquetPart]:
+def _matching(content: Materialized, request: QueryRequest) -> list[int]:
+    """The files that may hold rows the predicate hints ask for (all, without usable hints)."""
+    keep = skipping.file_filter(request.json_predicate_hints, request.predicate_hints)
+    if keep is None:
+        return list(range(len(content.parts)))
+    return [index for index, part in enumerate(content.parts) if keep(json.loads(part.stats))]
+
+
+def _within_limit(chosen: list[int], content: Materialized, limit: int | None) -> list[int]:
     """Best effort for ``limitHint``: just enough files to hold that many rows."""
     if limit is None:
-        return parts
-    chosen: list[ParquetPart] = []
+        return chosen
+    kept: list[int] = []
     rows = 0
-    for part in parts:
+    for index in chosen:
         if rows >= limit:
             break
-        chosen.append(part)
-        rows += part.rows
-    return chosen
+        kept.append(index)
+        rows += content.parts[index].rows
+    return kept
 
 
 def table_changes(

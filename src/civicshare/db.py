@@ -99,6 +99,9 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     # does by default, but only once the log is this long: copying the few frames the
     # background pass has not done yet, then restarting the log from its beginning.
     cursor.execute(f"PRAGMA wal_autocheckpoint={WRITER_CHECKPOINT_PAGES}")
+    # When the log restarts after a burst, its file is cut back to this size, so it does not
+    # keep old page versions (up to 64 MiB of them) lying around until overwritten.
+    cursor.execute(f"PRAGMA journal_size_limit={2 * CHECKPOINT_BYTES}")
     cursor.close()
 
 

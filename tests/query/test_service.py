@@ -13,7 +13,7 @@ from civicshare.audit.models import AuditEntry
 from civicshare.errors import CivicshareError, Forbidden, NotFound, RateLimited
 from civicshare.hub import Hub
 from civicshare.policy import service as policy
-from civicshare.policy.models import ObjectionCreate
+from civicshare.policy.models import AgreementUsage, ObjectionCreate
 from civicshare.policy.treatments import pseudonym_of
 from civicshare.query.service import run_query
 from tests.policy.kit import agreement, cases_table, publish
@@ -342,3 +342,27 @@ def test_an_agreement_naming_users_excludes_their_colleagues(city: Hub) -> None:
         )
     assert result.body is not None
     assert result.body["rows"] == [[CASES.num_rows]]
+
+
+def usage_rows(hub: Hub) -> list[tuple[int, int]]:
+    with hub.db.session() as db:
+        return [(u.queries, u.rows) for u in db.scalars(select(AgreementUsage))]
+
+
+def test_only_agreements_with_daily_limits_count_their_queries(city: Hub) -> None:
+    with city.db.session() as db:
+        agreement(db, recipient="fire_ems", dataset="health.cases", columns={"zip": "clear"})
+    sql = "SELECT zip FROM health.cases LIMIT 3"
+    query(city, "fire_ems", sql, "public_health_surveillance")
+    assert usage_rows(city) == []  # unlimited: the audit log alone records the query
+    with city.db.session() as db:
+        agreement(
+            db,
+            recipient="housing",
+            dataset="health.cases",
+            columns={"zip": "clear"},
+            max_rows_per_day=1000,
+        )
+    query(city, "housing", sql, "public_health_surveillance")
+    query(city, "housing", sql, "public_health_surveillance")
+    assert usage_rows(city) == [(2, 6)]

@@ -89,8 +89,9 @@ def run_query(
             return _explained(db, actor, plan, purpose)
         cap = _row_cap(db, plan, max_rows)
         sources = load_sources(plan)
-        # Row ids read now: the rollback below expires the ORM objects (reloading costs queries).
-        used = [view.agreement.id for view in plan.views if view.agreement is not None]
+        # Only agreements with daily limits count their queries per day (the audit log holds
+        # every query); the others skip the counter's UPDATE.
+        counted = [view.agreement.id for view in plan.views if _limited(view)]
         # The data is in memory now: end the read transaction so a long query never holds
         # database locks (SQLite takes its write lock at BEGIN).
         db.rollback()
@@ -116,7 +117,7 @@ def run_query(
     else:
         result.content = render_binary(output.table, fmt)
         result.result_sha256 = body_sha256(result.content)
-    for agreement_id in used:
+    for agreement_id in counted:
         policy.record_usage(db=db, agreement=agreement_id, rows=result.rows)
     entry = audit.record(
         db,
@@ -155,6 +156,10 @@ def _view(db: Session, hub: Hub, actor: Actor, ref: TableRef, purpose: str | Non
             # Hidden datasets look exactly like missing ones.
             raise NotFound(f"no dataset '{ref.ref}'", code="dataset_not_found") from None
         raise
+
+
+def _limited(view: PolicyView) -> bool:
+    return view.agreement is not None and bool(view.agreement.limited)
 
 
 def _row_cap(db: Session, plan: Plan, max_rows: int | None) -> int:

@@ -19,9 +19,12 @@ from sqlglot import exp
 
 from civicshare.errors import Forbidden
 from civicshare.policy.view import RECORD_KEY, PolicyView
+from civicshare.query.memo import Memo
 from civicshare.query.parse import ParsedQuery, TableRef, dataset_tables, table_ref
 from civicshare.query.regroup import plan_regrouped
 
+# Rewritten queries remembered (see ``plan_query``).
+PLAN_MEMO_SIZE = 256
 COUNT_COLUMN = "__cs_n"
 CELL_KEY_COLUMN = "__cs_ck"
 _KEY_LITERAL = re.compile(r"unhex\('[0-9a-f]{128}'\)")
@@ -91,21 +94,54 @@ def source_name(index: int) -> str:
 
 
 def plan_query(parsed: ParsedQuery, views: Mapping[TableRef, PolicyView]) -> Plan:
-    """Check columns against the views and produce the SQL DuckDB will run."""
+    """Check columns against the views and produce the SQL DuckDB will run.
+
+    The SQL is a pure function of the query text and each view's ``sql_key`` (columns,
+    treatments, row filter, objections, keys, schema...), so it is remembered under exactly
+    those: the next query reads the agreement and objections afresh, and any change to them
+    gives a new key. Refusals are not remembered.
+    """
+    order = parsed.refs
+    sources = {source_name(index): views[ref] for index, ref in enumerate(order)}
+    ordered_views = [views[ref] for ref in order]
+    key = (parsed.sql, tuple((ref, views[ref].sql_key()) for ref in order))
+    rendered = _PLANS.get(key)
+    if rendered is None:
+        rendered = _render(parsed, views)
+        _PLANS.put(key, rendered)
+    return Plan(
+        parsed,
+        rendered.sql,
+        sources,
+        ordered_views,
+        rendered.aggregate,
+        reference_sql=rendered.reference_sql,
+    )
+
+
+@dataclass(frozen=True)
+class _Rendered:
+    sql: str
+    aggregate: AggregatePlan | None = None
+    reference_sql: str | None = None
+
+
+_PLANS: Memo[_Rendered] = Memo(PLAN_MEMO_SIZE)
+
+
+def _render(parsed: ParsedQuery, views: Mapping[TableRef, PolicyView]) -> _Rendered:
     statement = parsed.statement.copy()
     tables = dataset_tables(statement)
     order = list(dict.fromkeys(table_ref(table) for table in tables))
+    assert order == parsed.refs  # the sources are named by position in ``parsed.refs``
     names = {ref: source_name(index) for index, ref in enumerate(order)}
     placed = [(table, views[table_ref(table)]) for table in tables]
     check_columns(statement, placed)
-    restricted = [view for _, view in placed if view.aggregate_only]
-    sources = {names[ref]: views[ref] for ref in order}
-    ordered_views = [views[ref] for ref in order]
-    if restricted:
+    if any(view.aggregate_only for _, view in placed):
         sql, aggregate, regrouped = aggregate_plan(statement, placed, names)
         if regrouped is None:
-            return Plan(parsed, sql, sources, ordered_views, aggregate)
-        return Plan(parsed, regrouped, sources, ordered_views, aggregate, reference_sql=sql)
+            return _Rendered(sql, aggregate)
+        return _Rendered(regrouped, aggregate, reference_sql=sql)
     regrouped = _regrouped(statement, placed, names, record_key=False)
     for index, (table, _view) in enumerate(placed):
         table.replace(_placeholder(table, index))
@@ -114,8 +150,8 @@ def plan_query(parsed: ParsedQuery, views: Mapping[TableRef, PolicyView]) -> Pla
         subquery = "(" + view.select_sql(names[table_ref(table)]) + ")"
         sql = _substitute(sql, index, subquery)
     if regrouped is None:
-        return Plan(parsed, sql, sources, ordered_views)
-    return Plan(parsed, regrouped, sources, ordered_views, reference_sql=sql)
+        return _Rendered(sql)
+    return _Rendered(regrouped, reference_sql=sql)
 
 
 def _regrouped(

@@ -408,6 +408,7 @@ def policy_view(
         "schema": schema,
         "reader": reader,
         "version": chosen.number,
+        "rows": chosen.row_count,
         "purpose": purpose,
         "exclusions": _exclusions(db, hub, dataset, schema, purpose),
         "dataset": dataset,

@@ -56,6 +56,7 @@ class PolicyView:
     columns: tuple[GrantedColumn, ...]
     reader: SourceReader = field(repr=False)
     version: int | None = None
+    rows: int | None = None  # the version's row count, when known before reading
     agreement_id: str | None = None
     purpose: str | None = None
     row_filter: str | None = None

@@ -93,8 +93,13 @@ def source_name(index: int) -> str:
     return f"__cs_src_{index}"
 
 
-def plan_query(parsed: ParsedQuery, views: Mapping[TableRef, PolicyView]) -> Plan:
+def plan_query(
+    parsed: ParsedQuery, views: Mapping[TableRef, PolicyView], *, regroup: bool = True
+) -> Plan:
     """Check columns against the views and produce the SQL DuckDB will run.
+
+    ``regroup=False`` skips planning the grouping-first form (query/regroup.py), which the
+    engine would not run on small sources anyway.
 
     The SQL is a pure function of the query text and each view's ``sql_key`` (columns,
     treatments, row filter, objections, keys, schema...), so it is remembered under exactly
@@ -104,10 +109,10 @@ def plan_query(parsed: ParsedQuery, views: Mapping[TableRef, PolicyView]) -> Pla
     order = parsed.refs
     sources = {source_name(index): views[ref] for index, ref in enumerate(order)}
     ordered_views = [views[ref] for ref in order]
-    key = (parsed.sql, tuple((ref, views[ref].sql_key()) for ref in order))
+    key = (parsed.sql, regroup, tuple((ref, views[ref].sql_key()) for ref in order))
     rendered = _PLANS.get(key)
     if rendered is None:
-        rendered = _render(parsed, views)
+        rendered = _render(parsed, views, regroup=regroup)
         _PLANS.put(key, rendered)
     return Plan(
         parsed,
@@ -129,7 +134,9 @@ class _Rendered:
 _PLANS: Memo[_Rendered] = Memo(PLAN_MEMO_SIZE)
 
 
-def _render(parsed: ParsedQuery, views: Mapping[TableRef, PolicyView]) -> _Rendered:
+def _render(
+    parsed: ParsedQuery, views: Mapping[TableRef, PolicyView], *, regroup: bool
+) -> _Rendered:
     statement = parsed.statement.copy()
     tables = dataset_tables(statement)
     order = list(dict.fromkeys(table_ref(table) for table in tables))
@@ -138,11 +145,11 @@ def _render(parsed: ParsedQuery, views: Mapping[TableRef, PolicyView]) -> _Rende
     placed = [(table, views[table_ref(table)]) for table in tables]
     check_columns(statement, placed)
     if any(view.aggregate_only for _, view in placed):
-        sql, aggregate, regrouped = aggregate_plan(statement, placed, names)
+        sql, aggregate, regrouped = aggregate_plan(statement, placed, names, regroup=regroup)
         if regrouped is None:
             return _Rendered(sql, aggregate)
         return _Rendered(regrouped, aggregate, reference_sql=sql)
-    regrouped = _regrouped(statement, placed, names, record_key=False)
+    regrouped = _regrouped(statement, placed, names, record_key=False) if regroup else None
     for index, (table, _view) in enumerate(placed):
         table.replace(_placeholder(table, index))
     sql = statement.sql(dialect="duckdb")
@@ -227,6 +234,8 @@ def aggregate_plan(
     statement: exp.Query,
     placed: list[tuple[exp.Table, PolicyView]],
     names: Mapping[TableRef, str],
+    *,
+    regroup: bool = True,
 ) -> tuple[str, AggregatePlan, str | None]:
     """Check an aggregate-only query's shape and add the hidden count and cell-key columns.
 
@@ -249,7 +258,7 @@ def aggregate_plan(
     for index, magnitude in enumerate(magnitudes):
         for part, node in enumerate(_magnitude_parts(magnitude.column)):
             statement.append("expressions", exp.alias_(node, f"__cs_m{index}_{part}"))
-    regrouped = _regrouped(statement, placed, names, record_key=True)
+    regrouped = _regrouped(statement, placed, names, record_key=True) if regroup else None
     table.replace(_placeholder(table, 0))
     subquery = "(" + view.select_sql(names[table_ref(table)], record_key=True) + ")"
     sql = _substitute(statement.sql(dialect="duckdb"), 0, subquery)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from civicshare.agency import service as agency_service
@@ -65,7 +65,17 @@ _TERMS = (
         _GRANTS.c.row_filter,
     )
     .join_from(_AGREEMENTS, _GRANTS, _GRANTS.c.agreement_id == _AGREEMENTS.c.id)
+    .where(
+        _GRANTS.c.dataset_id == bindparam("dataset_id"),
+        _AGREEMENTS.c.recipient_agency_id == bindparam("agency_id"),
+    )
     .order_by(_AGREEMENTS.c.id.desc())
+)
+# Built once: constructing a statement costs more than running these one-index lookups.
+_LIVE_OBJECTIONS = select(Objection.field, Objection.subject_hash, Objection.purposes).where(
+    Objection.agency_id == bindparam("agency_id"),
+    Objection.withdrawn_at.is_(None),
+    Objection.field.in_(bindparam("fields", expanding=True)),
 )
 
 # ---------------------------------------------------------------------------- agreements
@@ -364,11 +374,7 @@ def _exclusions(
     # Checked on every query with a purpose (a new objection applies to the next one): the
     # three columns that matter, of the fields this schema has, in one indexed Core SELECT.
     rows = db.execute(
-        select(Objection.field, Objection.subject_hash, Objection.purposes).where(
-            Objection.agency_id == dataset.agency_id,
-            Objection.withdrawn_at.is_(None),
-            Objection.field.in_(schema.names),
-        )
+        _LIVE_OBJECTIONS, {"agency_id": dataset.agency_id, "fields": list(schema.names)}
     )
     by_field: dict[str, set[str]] = {}
     for field, subject_hash, purposes in rows:
@@ -474,11 +480,9 @@ def agreements_for(*, db: Session, agency_id: int | None, dataset_id: int) -> li
     Read on every query, in one Core SELECT of the columns that decide (status and window
     included, so a revocation or an expiry applies to the very next query); no ORM objects.
     """
-    rows = db.execute(
-        _TERMS.where(
-            _GRANTS.c.dataset_id == dataset_id, _AGREEMENTS.c.recipient_agency_id == agency_id
-        )
-    )
+    if agency_id is None:  # an actor of no agency (the public) is a recipient of nothing
+        return []
+    rows = db.execute(_TERMS, {"dataset_id": dataset_id, "agency_id": agency_id})
     return [
         AgreementTerms(
             **{name: row[i] for i, name in enumerate(_TERM_FIELDS)},

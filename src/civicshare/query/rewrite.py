@@ -152,7 +152,7 @@ def _render(
     regrouped = _regrouped(statement, placed, names, record_key=False) if regroup else None
     for index, (table, _view) in enumerate(placed):
         table.replace(_placeholder(table, index))
-    sql = statement.sql(dialect="duckdb")
+    sql = statement.sql(dialect="duckdb", copy=False)  # our own copy, not used again
     for index, (table, view) in enumerate(placed):
         subquery = "(" + view.select_sql(names[table_ref(table)]) + ")"
         sql = _substitute(sql, index, subquery)
@@ -261,7 +261,7 @@ def aggregate_plan(
     regrouped = _regrouped(statement, placed, names, record_key=True) if regroup else None
     table.replace(_placeholder(table, 0))
     subquery = "(" + view.select_sql(names[table_ref(table)], record_key=True) + ")"
-    sql = _substitute(statement.sql(dialect="duckdb"), 0, subquery)
+    sql = _substitute(statement.sql(dialect="duckdb", copy=False), 0, subquery)
     released = AggregatePlan(key_positions, count_positions, view.min_cell, magnitudes)
     return sql, released, regrouped
 

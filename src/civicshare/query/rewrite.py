@@ -23,8 +23,11 @@ from civicshare.query.memo import Memo
 from civicshare.query.parse import ParsedQuery, TableRef, dataset_tables, table_ref
 from civicshare.query.regroup import plan_regrouped
 
-# Rewritten queries remembered (see ``plan_query``).
+# Rewritten queries remembered (see ``plan_query``), when their SQL is at most this long: a
+# view excluding many objections carries every hash in its key and its SQL, and 256 of those
+# would hold a lot of memory for a rewrite that costs little next to such a query.
 PLAN_MEMO_SIZE = 256
+PLAN_MEMO_MAX_CHARS = 50_000
 COUNT_COLUMN = "__cs_n"
 CELL_KEY_COLUMN = "__cs_ck"
 _KEY_LITERAL = re.compile(r"unhex\('[0-9a-f]{128}'\)")
@@ -113,7 +116,8 @@ def plan_query(
     rendered = _PLANS.get(key)
     if rendered is None:
         rendered = _render(parsed, views, regroup=regroup)
-        _PLANS.put(key, rendered)
+        if len(rendered.sql) + len(rendered.reference_sql or "") <= PLAN_MEMO_MAX_CHARS:
+            _PLANS.put(key, rendered)
     return Plan(
         parsed,
         rendered.sql,

@@ -234,3 +234,23 @@ def test_boolean_operators_are_allowed_in_where_clauses() -> None:
         "OR (NOT zip = '94110' AND n = 2) ORDER BY n"
     )
     assert run(sql, views).table.column(0).to_pylist() == [1, 2, 3]
+
+
+def test_a_rewrite_with_many_objections_is_not_remembered() -> None:
+    """Its key and SQL hold every objection hash; 256 such entries would hold a lot of memory."""
+    from civicshare.query import rewrite
+
+    many = frozenset(hmac_hex(f"R-{i:05d}", b"o" * 32) for i in range(1000))
+    few = frozenset(list(many)[:3])
+    sql = "SELECT count(*) AS n FROM health.people"
+
+    def planned(hashes: frozenset[str]) -> int:
+        objector = Exclusion("person_id", b"o" * 32, hashes)
+        views = {"health.people": view("health.people", PEOPLE, exclusions=(objector,))}
+        rewrite._PLANS.clear()
+        built = plan(sql, views)
+        assert len(built.sql) > len(hashes) * 64
+        return len(rewrite._PLANS)
+
+    assert planned(few) == 1
+    assert planned(many) == 0

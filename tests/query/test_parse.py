@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from civicshare.errors import CivicshareError
+from civicshare.query.memo import Memo
 from civicshare.query.parse import TableRef, parse_query
 from tests.query.battery import ATTACKS
 
@@ -44,3 +45,25 @@ def test_a_bad_version_is_a_400() -> None:
     with pytest.raises(CivicshareError) as caught:
         parse_query("SELECT * FROM a.b FOR TIMESTAMP AS OF '2020-01-01'")
     assert caught.value.code == "invalid_version"
+
+
+def test_a_remembered_query_is_the_same_and_a_refused_one_is_refused_again() -> None:
+    sql = "SELECT zip, count(*) FROM health.cases GROUP BY zip"
+    first, again = parse_query(sql), parse_query(sql)
+    assert (again.sql, again.sha256, again.refs) == (first.sql, first.sha256, first.refs)
+    again.refs.append(TableRef("x", "y"))  # a caller's list is its own
+    assert parse_query(sql).refs == [TableRef("health", "cases")]
+    refused = "SELECT * FROM read_csv('/etc/passwd')"
+    for _ in range(2):
+        with pytest.raises(CivicshareError):
+            parse_query(refused)
+
+
+def test_the_memo_keeps_the_most_recently_used_entries() -> None:
+    memo: Memo[str] = Memo(2)
+    memo.put("a", "1")
+    memo.put("b", "2")
+    assert memo.get("a") == "1"  # "b" is now the least recently used
+    memo.put("c", "3")
+    assert (memo.get("a"), memo.get("b"), memo.get("c")) == ("1", None, "3")
+    assert len(memo) == 2

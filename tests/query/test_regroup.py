@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from civicshare.query.engine import load_sources, protect_aggregate
-from civicshare.query.rewrite import Plan
+from civicshare.query.parse import parse_query
+from civicshare.query.rewrite import Plan, plan_query
 from civicshare.query.sandbox import sandbox
 from tests.query.enginekit import PEOPLE, plan, run, view
 
@@ -232,3 +233,18 @@ def test_decimal_sum_keeps_its_type() -> None:
         regroup_min_rows=0,
     )
     assert output.table.to_pylist() == [{"zip": "941**", "c": decimal.Decimal("3.35")}]
+
+
+@pytest.mark.parametrize("aggregate_only", [False, True])
+def test_without_regrouping_the_plan_is_the_plain_one(aggregate_only: bool) -> None:
+    """What ``run_query`` plans for small sources: the reference SQL alone, nothing else."""
+    sql = "SELECT zip, count(*) AS n FROM p.people GROUP BY zip"
+    grants = {"zip": "generalise(prefix=3)", "age": "clear"}
+    views = {"p.people": view("p.people", PEOPLE, grants, aggregate_only=aggregate_only)}
+    both = plan(sql, views)
+    parsed = parse_query(sql)
+    plain = plan_query(parsed, {ref: views[ref.ref] for ref in parsed.refs}, regroup=False)
+    assert both.reference_sql is not None
+    assert "__cs_k" in both.sql
+    assert (plain.sql, plain.reference_sql) == (both.reference_sql, None)
+    assert (plain.aggregate is None) is not aggregate_only

@@ -6,14 +6,14 @@ import json
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from civicshare.agency.models import Role
 from civicshare.audit.models import AuditEntry
 from civicshare.errors import CivicshareError, Forbidden, NotFound, RateLimited
 from civicshare.hub import Hub
 from civicshare.policy import service as policy
-from civicshare.policy.models import ObjectionCreate
+from civicshare.policy.models import AgreementDataset, AgreementUsage, ObjectionCreate
 from civicshare.policy.treatments import pseudonym_of
 from civicshare.query.service import run_query
 from tests.policy.kit import agreement, cases_table, publish
@@ -342,3 +342,93 @@ def test_an_agreement_naming_users_excludes_their_colleagues(city: Hub) -> None:
         )
     assert result.body is not None
     assert result.body["rows"] == [[CASES.num_rows]]
+
+
+def usage_rows(hub: Hub) -> list[tuple[int, int]]:
+    with hub.db.session() as db:
+        return [(u.queries, u.rows) for u in db.scalars(select(AgreementUsage))]
+
+
+def test_only_agreements_with_daily_limits_count_their_queries(city: Hub) -> None:
+    with city.db.session() as db:
+        agreement(db, recipient="fire_ems", dataset="health.cases", columns={"zip": "clear"})
+    sql = "SELECT zip FROM health.cases LIMIT 3"
+    query(city, "fire_ems", sql, "public_health_surveillance")
+    assert usage_rows(city) == []  # unlimited: the audit log alone records the query
+    with city.db.session() as db:
+        agreement(
+            db,
+            recipient="housing",
+            dataset="health.cases",
+            columns={"zip": "clear"},
+            max_rows_per_day=1000,
+        )
+    query(city, "housing", sql, "public_health_surveillance")
+    query(city, "housing", sql, "public_health_surveillance")
+    assert usage_rows(city) == [(2, 6)]
+
+
+def test_a_new_objection_applies_to_the_next_identical_query(city: Hub) -> None:
+    # The same text each time: neither the parsed query nor its rewrite may be reused stale.
+    objector = CASES.to_pylist()[0]["resident_id"]
+    with city.db.session() as db:
+        agreement(
+            db,
+            recipient="housing",
+            dataset="health.cases",
+            columns={"case_id": "clear"},
+            purpose="service_delivery",
+        )
+    sql = "SELECT count(*) FROM health.cases WHERE case_id = 1"
+    assert query(city, "housing", sql, "service_delivery").body["rows"] == [[1]]
+    with city.db.session() as db:
+        steward = person(db, "health", Role.steward)
+        made = policy.register_objection(
+            db=db,
+            hub=city,
+            actor=steward,
+            data=ObjectionCreate(
+                agency="health", field="resident_id", value=objector, purposes=["service_delivery"]
+            ),
+        )
+        objection_id = made.public_id
+    assert query(city, "housing", sql, "service_delivery").body["rows"] == [[0]]
+    with city.db.session() as db:
+        policy.withdraw_objection(db=db, actor=steward, objection_id=objection_id)
+    assert query(city, "housing", sql, "service_delivery").body["rows"] == [[1]]
+
+
+def test_a_changed_grant_applies_to_the_next_identical_query(city: Hub) -> None:
+    # There is no amendment API yet; an operator's change to the stored grant must still
+    # reach the very next query, whatever the query path remembers.
+    with city.db.session() as db:
+        made = agreement(
+            db,
+            recipient="fire_ems",
+            dataset="health.cases",
+            columns={"zip": "clear", "age": "clear"},
+            row_filter="age >= 18",
+        )
+        agreement_id = made.id
+    sql = "SELECT DISTINCT zip FROM health.cases WHERE age < 60 ORDER BY zip"
+    purpose = "public_health_surveillance"
+    first = query(city, "fire_ems", sql, purpose).body["rows"]
+    adults = [r for r in CASES.to_pylist() if 18 <= r["age"] < 60]
+    assert [row[0] for row in first] == sorted({r["zip"] for r in adults})
+
+    def amend(**values: Any) -> None:
+        with city.db.session() as db:
+            db.execute(
+                update(AgreementDataset)
+                .where(AgreementDataset.agreement_id == agreement_id)
+                .values(**values)
+            )
+
+    amend(columns=[["zip", "generalise(prefix=3)"], ["age", "clear"]])
+    assert query(city, "fire_ems", sql, purpose).body["rows"] == [["941**"]]
+    amend(row_filter="age >= 60")
+    assert query(city, "fire_ems", sql, purpose).body["rows"] == []
+    amend(columns=[["age", "clear"]])
+    with pytest.raises(Forbidden) as caught:
+        query(city, "fire_ems", sql, purpose)
+    assert caught.value.code == "column_not_granted"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 from sqlalchemy import JSON, Boolean, Date, ForeignKey, Integer, String, Text, UniqueConstraint
@@ -87,14 +88,54 @@ class Agreement(Base):
     )
 
     def state(self, now: dt.datetime | None = None) -> State:
-        moment = now or utcnow()
-        if self.status != Status.approved.value:
-            return State(self.status)
-        if moment < self.valid_from:
-            return State.approved
-        if moment >= self.valid_until:
-            return State.expired
-        return State.active
+        return agreement_state(self.status, self.valid_from, self.valid_until, now)
+
+    @property
+    def limited(self) -> bool:
+        """Whether the agreement has daily limits (only then are its queries counted per day)."""
+        return self.max_queries_per_day is not None or self.max_rows_per_day is not None
+
+
+def agreement_state(
+    status: str, valid_from: dt.datetime, valid_until: dt.datetime, now: dt.datetime | None = None
+) -> State:
+    """An agreement's state from its stored decision and validity window, at ``now``."""
+    moment = now or utcnow()
+    if status != Status.approved.value:
+        return State(status)
+    if moment < valid_from:
+        return State.approved
+    if moment >= valid_until:
+        return State.expired
+    return State.active
+
+
+@dataclass(frozen=True)
+class AgreementTerms:
+    """What a query needs of one agreement and its grant of one dataset (see
+    ``policy.service.agreements_for``): read afresh on every query, so a revocation or an
+    expiry applies to the next one."""
+
+    id: int
+    public_id: str
+    purpose: str
+    status: str
+    valid_from: dt.datetime
+    valid_until: dt.datetime
+    recipient_users: tuple[str, ...]
+    aggregate_only: bool
+    min_cell: int
+    max_queries_per_day: int | None
+    max_rows_per_day: int | None
+    columns: tuple[tuple[str, str], ...]  # the grant: (column, treatment spec), in order
+    row_filter: str | None
+
+    def state(self, now: dt.datetime | None = None) -> State:
+        return agreement_state(self.status, self.valid_from, self.valid_until, now)
+
+    @property
+    def limited(self) -> bool:
+        return self.max_queries_per_day is not None or self.max_rows_per_day is not None
 
 
 class AgreementDataset(Base):

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session, lazyload
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session
 
 from civicshare.agency import service as agency_service
 from civicshare.agency.models import Agency, Role
@@ -25,6 +25,7 @@ from civicshare.policy.models import (
     Agreement,
     AgreementDataset,
     AgreementRequest,
+    AgreementTerms,
     AgreementUsage,
     DatasetGrant,
     Objection,
@@ -41,10 +42,40 @@ from civicshare.storage import service as storage
 from civicshare.storage.models import DatasetVersion
 
 MIN_JUSTIFICATION = 20
-_LAZY_RELATED = (
-    lazyload(Agreement.provider),
-    lazyload(Agreement.recipient),
-    lazyload(Agreement.grants),
+_AGREEMENTS = Agreement.__table__
+_GRANTS = AgreementDataset.__table__
+# The agreement columns a query decides on, in ``AgreementTerms`` order, then the grant's.
+_TERM_FIELDS = (
+    "id",
+    "public_id",
+    "purpose",
+    "status",
+    "valid_from",
+    "valid_until",
+    "aggregate_only",
+    "min_cell",
+    "max_queries_per_day",
+    "max_rows_per_day",
+)
+_TERMS = (
+    select(
+        *(_AGREEMENTS.c[name] for name in _TERM_FIELDS),
+        _AGREEMENTS.c.recipient_users,
+        _GRANTS.c.columns,
+        _GRANTS.c.row_filter,
+    )
+    .join_from(_AGREEMENTS, _GRANTS, _GRANTS.c.agreement_id == _AGREEMENTS.c.id)
+    .where(
+        _GRANTS.c.dataset_id == bindparam("dataset_id"),
+        _AGREEMENTS.c.recipient_agency_id == bindparam("agency_id"),
+    )
+    .order_by(_AGREEMENTS.c.id.desc())
+)
+# Built once: constructing a statement costs more than running these one-index lookups.
+_LIVE_OBJECTIONS = select(Objection.field, Objection.subject_hash, Objection.purposes).where(
+    Objection.agency_id == bindparam("agency_id"),
+    Objection.withdrawn_at.is_(None),
+    Objection.field.in_(bindparam("fields", expanding=True)),
 )
 
 # ---------------------------------------------------------------------------- agreements
@@ -340,15 +371,17 @@ def _exclusions(
 ) -> tuple[Exclusion, ...]:
     if purpose is None:
         return ()
-    rows = db.scalars(
-        select(Objection).where(
-            Objection.agency_id == dataset.agency_id, Objection.withdrawn_at.is_(None)
-        )
+    # Checked on every query with a purpose (a new objection applies to the next one): the
+    # three columns that matter, of the fields this schema has, in one indexed Core SELECT.
+    rows = db.execute(
+        _LIVE_OBJECTIONS, {"agency_id": dataset.agency_id, "fields": list(schema.names)}
     )
     by_field: dict[str, set[str]] = {}
-    for objection in rows:
-        if purpose in objection.purposes and objection.field in schema.names:
-            by_field.setdefault(objection.field, set()).add(objection.subject_hash)
+    for field, subject_hash, purposes in rows:
+        if purpose in purposes:
+            by_field.setdefault(field, set()).add(subject_hash)
+    if not by_field:
+        return ()
     key = objection_key(hub, dataset.agency.slug)
     return tuple(Exclusion(field, key, frozenset(h)) for field, h in sorted(by_field.items()))
 
@@ -381,6 +414,7 @@ def policy_view(
         "schema": schema,
         "reader": reader,
         "version": chosen.number,
+        "rows": chosen.row_count,
         "purpose": purpose,
         "exclusions": _exclusions(db, hub, dataset, schema, purpose),
         "dataset": dataset,
@@ -392,12 +426,11 @@ def policy_view(
         return PolicyView(columns=everything, access="own", **common)
     if dataset.visibility == "public":
         return PolicyView(columns=_public_columns(table_schema), access="public", **common)
-    agreement = active_agreement(db=db, actor=actor, dataset=dataset, purpose=purpose)
+    agreement = active_terms(db=db, actor=actor, dataset=dataset, purpose=purpose)
     check_limits(db=db, agreement=agreement)
-    grant = _grant_of(db, agreement, dataset)
     granted = tuple(
         GrantedColumn(name, parse_treatment(spec))
-        for name, spec in grant.columns
+        for name, spec in agreement.columns
         if name in schema.names
     )
     return PolicyView(
@@ -405,26 +438,12 @@ def policy_view(
         access="agreement",
         agreement_id=agreement.public_id,
         agreement=agreement,
-        row_filter=grant.row_filter,
+        row_filter=agreement.row_filter,
         aggregate_only=agreement.aggregate_only,
         min_cell=agreement.min_cell,
         pseudonym_key=hub.keys.derive(b"pseudonym:" + agreement.public_id.encode()),
         **common,
     )
-
-
-def _grant_of(db: Session, agreement: Agreement, dataset: Dataset) -> AgreementDataset:
-    grant = db.scalar(
-        select(AgreementDataset)
-        .where(
-            AgreementDataset.agreement_id == agreement.id,
-            AgreementDataset.dataset_id == dataset.id,
-        )
-        .options(lazyload(AgreementDataset.dataset))
-    )
-    if grant is None:  # the candidate query joined on this very row
-        raise NotFound(f"agreement {agreement.public_id} has no grant for {dataset.ref}")
-    return grant
 
 
 def _public_columns(schema: TableSchema) -> tuple[GrantedColumn, ...]:
@@ -438,36 +457,45 @@ def _record_key_salt(hub: Hub, dataset: Dataset) -> int:
     return int.from_bytes(hub.keys.derive(b"cellkey:%d" % dataset.id)[:7], "big")
 
 
-def active_agreement(
+def active_terms(
     *, db: Session, actor: Actor, dataset: Dataset, purpose: str | None
-) -> Agreement:
-    """The newest active agreement giving ``actor`` the dataset for ``purpose``."""
+) -> AgreementTerms:
+    """The newest active agreement giving ``actor`` the dataset for ``purpose``, with its grant."""
     candidates = [
-        agreement
-        for agreement in db.scalars(
-            select(Agreement)
-            .join(AgreementDataset)
-            .where(
-                AgreementDataset.dataset_id == dataset.id,
-                Agreement.recipient_agency_id == actor.agency_id,
-            )
-            .order_by(Agreement.id.desc())
-            # Checked on every query: the agreement row alone (agencies and grants load
-            # on access; the policy view reads its one grant with ``_grant_of``).
-            .options(*_LAZY_RELATED)
-        ).unique()
+        terms
+        for terms in agreements_for(db=db, agency_id=actor.agency_id, dataset_id=dataset.id)
         if actor.role in {Role.steward, Role.analyst}
-        and (not agreement.recipient_users or actor.email in agreement.recipient_users)
+        and (not terms.recipient_users or actor.email in terms.recipient_users)
     ]
     now = utcnow()
-    for agreement in candidates:
-        if agreement.purpose == purpose and agreement.state(now) is State.active:
-            return agreement
+    for terms in candidates:
+        if terms.purpose == purpose and terms.state(now) is State.active:
+            return terms
     raise _refusal(dataset, purpose, candidates, now)
 
 
+def agreements_for(*, db: Session, agency_id: int | None, dataset_id: int) -> list[AgreementTerms]:
+    """Every agreement giving the agency the dataset (newest first), each with its grant.
+
+    Read on every query, in one Core SELECT of the columns that decide (status and window
+    included, so a revocation or an expiry applies to the very next query); no ORM objects.
+    """
+    if agency_id is None:  # an actor of no agency (the public) is a recipient of nothing
+        return []
+    rows = db.execute(_TERMS, {"dataset_id": dataset_id, "agency_id": agency_id})
+    return [
+        AgreementTerms(
+            **{name: row[i] for i, name in enumerate(_TERM_FIELDS)},
+            recipient_users=tuple(row.recipient_users or ()),
+            columns=tuple((name, spec) for name, spec in row.columns),
+            row_filter=row.row_filter,
+        )
+        for row in rows
+    ]
+
+
 def _refusal(
-    dataset: Dataset, purpose: str | None, candidates: list[Agreement], now: dt.datetime
+    dataset: Dataset, purpose: str | None, candidates: list[AgreementTerms], now: dt.datetime
 ) -> Forbidden:
     details: dict[str, Any] = {"dataset": dataset.ref, "purpose": purpose}
     if purpose is None and candidates:
@@ -501,8 +529,8 @@ def _refusal(
     )
 
 
-def check_limits(*, db: Session, agreement: Agreement) -> None:
-    if agreement.max_queries_per_day is None and agreement.max_rows_per_day is None:
+def check_limits(*, db: Session, agreement: Agreement | AgreementTerms) -> None:
+    if not agreement.limited:
         return
     usage = _usage(db, agreement, create=False)
     queries, rows = (usage.queries, usage.rows) if usage else (0, 0)
@@ -518,7 +546,7 @@ def check_limits(*, db: Session, agreement: Agreement) -> None:
         )
 
 
-def rows_left_today(*, db: Session, agreement: Agreement) -> int | None:
+def rows_left_today(*, db: Session, agreement: Agreement | AgreementTerms) -> int | None:
     if agreement.max_rows_per_day is None:
         return None
     usage = _usage(db, agreement, create=False)
@@ -544,7 +572,9 @@ def record_usage(*, db: Session, agreement: Agreement | int, rows: int) -> None:
         usage.rows += rows
 
 
-def _usage(db: Session, agreement: Agreement | int, *, create: bool) -> AgreementUsage | None:
+def _usage(
+    db: Session, agreement: Agreement | AgreementTerms | int, *, create: bool
+) -> AgreementUsage | None:
     today = utcnow().date()
     agreement_id = agreement if isinstance(agreement, int) else agreement.id
     usage = db.scalar(

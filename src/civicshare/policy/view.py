@@ -8,8 +8,8 @@ keys) appear only in the executed SQL, never in ``explain``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import pyarrow as pa
@@ -30,6 +30,8 @@ RECORD_KEY = "__cs_rkey"
 RECORD_KEY_MODULUS = 2**32
 
 SourceReader = Callable[[list[str]], pa.RecordBatchReader | pa.Table]
+# Fields that never shape the SQL of a view (how rows are read, the ORM rows it came from).
+_NOT_IN_SQL = frozenset({"reader", "dataset", "agreement"})
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class PolicyView:
     columns: tuple[GrantedColumn, ...]
     reader: SourceReader = field(repr=False)
     version: int | None = None
+    rows: int | None = None  # the version's row count, when known before reading
     agreement_id: str | None = None
     purpose: str | None = None
     row_filter: str | None = None
@@ -66,6 +69,15 @@ class PolicyView:
     access: str = "agreement"  # "own" | "public" | "agreement"
     dataset: Any = field(default=None, repr=False)
     agreement: Any = field(default=None, repr=False)
+
+    def sql_key(self) -> tuple[Hashable, ...]:
+        """Every field that may shape SQL over this view (the query rewrite's memo key).
+
+        Listed by exclusion, so a field added later is part of the key unless named above.
+        """
+        return tuple(
+            getattr(self, item.name) for item in fields(self) if item.name not in _NOT_IN_SQL
+        )
 
     @property
     def granted(self) -> dict[str, GrantedColumn]:

@@ -17,8 +17,12 @@ from sqlglot.errors import ParseError, TokenError
 
 from civicshare.errors import BadRequest, Forbidden, PayloadTooLarge
 from civicshare.query.functions import ALLOWED
+from civicshare.query.memo import Memo
 
 MAX_SQL_CHARS = 100_000
+# Accepted queries up to this length are remembered, the latest MEMO_SIZE of them.
+MEMO_MAX_CHARS = 4_000
+MEMO_SIZE = 256
 # Internal relation and column names of the rewritten query; users may not name them.
 RESERVED_PREFIX = "__cs"
 SYSTEM_SCHEMAS = frozenset(
@@ -76,19 +80,33 @@ class ParsedQuery:
     refs: list[TableRef]
 
 
+_PARSED: Memo[ParsedQuery] = Memo(MEMO_SIZE)
+
+
 def query_sha256(sql: str) -> str:
     return hashlib.sha256(sql.encode()).hexdigest()
 
 
 def parse_query(sql: str) -> ParsedQuery:
-    """Parse and check a query; raise a 4xx error naming the first problem found."""
+    """Parse and check a query; raise a 4xx error naming the first problem found.
+
+    The outcome depends on the text alone, so accepted queries up to ``MEMO_MAX_CHARS`` are
+    remembered (a dashboard sends the same few again and again). The statement is shared
+    between the callers that send one text: never change it in place (``plan_query`` copies).
+    """
     if len(sql) > MAX_SQL_CHARS:
         raise PayloadTooLarge(f"queries are limited to {MAX_SQL_CHARS} characters")
+    known = _PARSED.get(sql)
+    if known is not None:
+        return ParsedQuery(sql, known.sha256, known.statement, list(known.refs))
     statement = _single_select(_expand_version_tags(sql))
     _check_nodes(statement)
     _check_functions(statement)
     refs = _dataset_refs(statement)
-    return ParsedQuery(sql=sql, sha256=query_sha256(sql), statement=statement, refs=refs)
+    parsed = ParsedQuery(sql=sql, sha256=query_sha256(sql), statement=statement, refs=refs)
+    if len(sql) <= MEMO_MAX_CHARS:
+        _PARSED.put(sql, ParsedQuery(sql, parsed.sha256, statement, list(refs)))
+    return parsed
 
 
 def dataset_tables(statement: exp.Expr) -> list[exp.Table]:

@@ -19,9 +19,15 @@ from sqlglot import exp
 
 from civicshare.errors import Forbidden
 from civicshare.policy.view import RECORD_KEY, PolicyView
+from civicshare.query.memo import Memo
 from civicshare.query.parse import ParsedQuery, TableRef, dataset_tables, table_ref
 from civicshare.query.regroup import plan_regrouped
 
+# Rewritten queries remembered (see ``plan_query``), when their SQL is at most this long: a
+# view excluding many objections carries every hash in its key and its SQL, and 256 of those
+# would hold a lot of memory for a rewrite that costs little next to such a query.
+PLAN_MEMO_SIZE = 256
+PLAN_MEMO_MAX_CHARS = 50_000
 COUNT_COLUMN = "__cs_n"
 CELL_KEY_COLUMN = "__cs_ck"
 _KEY_LITERAL = re.compile(r"unhex\('[0-9a-f]{128}'\)")
@@ -90,32 +96,73 @@ def source_name(index: int) -> str:
     return f"__cs_src_{index}"
 
 
-def plan_query(parsed: ParsedQuery, views: Mapping[TableRef, PolicyView]) -> Plan:
-    """Check columns against the views and produce the SQL DuckDB will run."""
+def plan_query(
+    parsed: ParsedQuery, views: Mapping[TableRef, PolicyView], *, regroup: bool = True
+) -> Plan:
+    """Check columns against the views and produce the SQL DuckDB will run.
+
+    ``regroup=False`` skips planning the grouping-first form (query/regroup.py), which the
+    engine would not run on small sources anyway.
+
+    The SQL is a pure function of the query text and each view's ``sql_key`` (columns,
+    treatments, row filter, objections, keys, schema...), so it is remembered under exactly
+    those: the next query reads the agreement and objections afresh, and any change to them
+    gives a new key. Refusals are not remembered.
+    """
+    order = parsed.refs
+    sources = {source_name(index): views[ref] for index, ref in enumerate(order)}
+    ordered_views = [views[ref] for ref in order]
+    key = (parsed.sql, regroup, tuple((ref, views[ref].sql_key()) for ref in order))
+    rendered = _PLANS.get(key)
+    if rendered is None:
+        rendered = _render(parsed, views, regroup=regroup)
+        if len(rendered.sql) + len(rendered.reference_sql or "") <= PLAN_MEMO_MAX_CHARS:
+            _PLANS.put(key, rendered)
+    return Plan(
+        parsed,
+        rendered.sql,
+        sources,
+        ordered_views,
+        rendered.aggregate,
+        reference_sql=rendered.reference_sql,
+    )
+
+
+@dataclass(frozen=True)
+class _Rendered:
+    sql: str
+    aggregate: AggregatePlan | None = None
+    reference_sql: str | None = None
+
+
+_PLANS: Memo[_Rendered] = Memo(PLAN_MEMO_SIZE)
+
+
+def _render(
+    parsed: ParsedQuery, views: Mapping[TableRef, PolicyView], *, regroup: bool
+) -> _Rendered:
     statement = parsed.statement.copy()
     tables = dataset_tables(statement)
     order = list(dict.fromkeys(table_ref(table) for table in tables))
+    assert order == parsed.refs  # the sources are named by position in ``parsed.refs``
     names = {ref: source_name(index) for index, ref in enumerate(order)}
     placed = [(table, views[table_ref(table)]) for table in tables]
     check_columns(statement, placed)
-    restricted = [view for _, view in placed if view.aggregate_only]
-    sources = {names[ref]: views[ref] for ref in order}
-    ordered_views = [views[ref] for ref in order]
-    if restricted:
-        sql, aggregate, regrouped = aggregate_plan(statement, placed, names)
+    if any(view.aggregate_only for _, view in placed):
+        sql, aggregate, regrouped = aggregate_plan(statement, placed, names, regroup=regroup)
         if regrouped is None:
-            return Plan(parsed, sql, sources, ordered_views, aggregate)
-        return Plan(parsed, regrouped, sources, ordered_views, aggregate, reference_sql=sql)
-    regrouped = _regrouped(statement, placed, names, record_key=False)
+            return _Rendered(sql, aggregate)
+        return _Rendered(regrouped, aggregate, reference_sql=sql)
+    regrouped = _regrouped(statement, placed, names, record_key=False) if regroup else None
     for index, (table, _view) in enumerate(placed):
         table.replace(_placeholder(table, index))
-    sql = statement.sql(dialect="duckdb")
+    sql = statement.sql(dialect="duckdb", copy=False)  # our own copy, not used again
     for index, (table, view) in enumerate(placed):
         subquery = "(" + view.select_sql(names[table_ref(table)]) + ")"
         sql = _substitute(sql, index, subquery)
     if regrouped is None:
-        return Plan(parsed, sql, sources, ordered_views)
-    return Plan(parsed, regrouped, sources, ordered_views, reference_sql=sql)
+        return _Rendered(sql)
+    return _Rendered(regrouped, reference_sql=sql)
 
 
 def _regrouped(
@@ -191,6 +238,8 @@ def aggregate_plan(
     statement: exp.Query,
     placed: list[tuple[exp.Table, PolicyView]],
     names: Mapping[TableRef, str],
+    *,
+    regroup: bool = True,
 ) -> tuple[str, AggregatePlan, str | None]:
     """Check an aggregate-only query's shape and add the hidden count and cell-key columns.
 
@@ -213,10 +262,10 @@ def aggregate_plan(
     for index, magnitude in enumerate(magnitudes):
         for part, node in enumerate(_magnitude_parts(magnitude.column)):
             statement.append("expressions", exp.alias_(node, f"__cs_m{index}_{part}"))
-    regrouped = _regrouped(statement, placed, names, record_key=True)
+    regrouped = _regrouped(statement, placed, names, record_key=True) if regroup else None
     table.replace(_placeholder(table, 0))
     subquery = "(" + view.select_sql(names[table_ref(table)], record_key=True) + ")"
-    sql = _substitute(statement.sql(dialect="duckdb"), 0, subquery)
+    sql = _substitute(statement.sql(dialect="duckdb", copy=False), 0, subquery)
     released = AggregatePlan(key_positions, count_positions, view.min_cell, magnitudes)
     return sql, released, regrouped
 

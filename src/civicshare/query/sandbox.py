@@ -9,6 +9,7 @@ interrupts it at the deadline, and its output is read batch by batch up to the r
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -140,6 +141,10 @@ class Watchdog:
     until it first runs, which on a busy machine cost milliseconds. Interrupts happen under
     the lock, and ``cancel`` takes it, so a connection is never interrupted after its query
     has been cancelled (and its connection closed or reused).
+
+    The thread is woken only when a new deadline comes before the moment it will look next
+    anyway: with the usual equal timeouts, a busy hub's queries do not each wake it (and hand
+    it the GIL) just for it to go back to sleep.
     """
 
     def __init__(self) -> None:
@@ -147,18 +152,21 @@ class Watchdog:
         self._deadlines: dict[int, tuple[float, duckdb.DuckDBPyConnection]] = {}
         self._next_token = 0
         self._thread: threading.Thread | None = None
+        self._wakes_at = math.inf  # when the thread looks next (infinity: when notified)
 
     def watch(self, connection: duckdb.DuckDBPyConnection, timeout: float) -> int:
         with self._condition:
             self._next_token += 1
             token = self._next_token
-            self._deadlines[token] = (time.monotonic() + timeout, connection)
+            deadline = time.monotonic() + timeout
+            self._deadlines[token] = (deadline, connection)
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="civicshare-query-watchdog", daemon=True
                 )
                 self._thread.start()
-            self._condition.notify()
+            if deadline < self._wakes_at:
+                self._condition.notify()
             return token
 
     def cancel(self, token: int) -> None:
@@ -169,6 +177,7 @@ class Watchdog:
         with self._condition:
             while True:
                 if not self._deadlines:
+                    self._wakes_at = math.inf
                     self._condition.wait()
                     continue
                 token, (deadline, connection) = min(
@@ -176,6 +185,7 @@ class Watchdog:
                 )
                 left = deadline - time.monotonic()
                 if left > 0:
+                    self._wakes_at = deadline
                     self._condition.wait(left)
                     continue
                 del self._deadlines[token]

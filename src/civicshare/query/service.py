@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,13 @@ from civicshare.permissions import Action, Actor, authorize
 from civicshare.policy import service as policy
 from civicshare.policy.models import PURPOSES
 from civicshare.policy.view import PolicyView
-from civicshare.query.engine import DEFAULT_MAX_ROWS, HARD_MAX_ROWS, load_sources, run_plan
+from civicshare.query.engine import (
+    DEFAULT_MAX_ROWS,
+    HARD_MAX_ROWS,
+    REGROUP_MIN_ROWS,
+    load_sources,
+    run_plan,
+)
 from civicshare.query.formats import (
     FORMATS,
     body_sha256,
@@ -84,13 +91,14 @@ def run_query(
         parsed = parse_query(sql)
         refs = parsed.refs
         views = {ref: _view(db, hub, actor, ref, purpose) for ref in parsed.refs}
-        plan = plan_query(parsed, views)
+        plan = plan_query(parsed, views, regroup=_regroups(views.values()))
         if explain:
             return _explained(db, actor, plan, purpose)
         cap = _row_cap(db, plan, max_rows)
         sources = load_sources(plan)
-        # Row ids read now: the rollback below expires the ORM objects (reloading costs queries).
-        used = [view.agreement.id for view in plan.views if view.agreement is not None]
+        # Only agreements with daily limits count their queries per day (the audit log holds
+        # every query); the others skip the counter's UPDATE.
+        counted = [view.agreement.id for view in plan.views if _limited(view)]
         # The data is in memory now: end the read transaction so a long query never holds
         # database locks (SQLite takes its write lock at BEGIN).
         db.rollback()
@@ -116,7 +124,7 @@ def run_query(
     else:
         result.content = render_binary(output.table, fmt)
         result.result_sha256 = body_sha256(result.content)
-    for agreement_id in used:
+    for agreement_id in counted:
         policy.record_usage(db=db, agreement=agreement_id, rows=result.rows)
     entry = audit.record(
         db,
@@ -155,6 +163,17 @@ def _view(db: Session, hub: Hub, actor: Actor, ref: TableRef, purpose: str | Non
             # Hidden datasets look exactly like missing ones.
             raise NotFound(f"no dataset '{ref.ref}'", code="dataset_not_found") from None
         raise
+
+
+def _regroups(views: Iterable[PolicyView]) -> bool:
+    """Whether ``run_plan`` could run a grouping-first plan: only on large sources. Either
+    plan gives the same result, so a wrong guess costs time, never correctness."""
+    counts = [view.rows for view in views]
+    return None in counts or sum(count or 0 for count in counts) >= REGROUP_MIN_ROWS
+
+
+def _limited(view: PolicyView) -> bool:
+    return view.agreement is not None and bool(view.agreement.limited)
 
 
 def _row_cap(db: Session, plan: Plan, max_rows: int | None) -> int:

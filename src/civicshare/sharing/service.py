@@ -449,7 +449,8 @@ def query_table(
     if table.agreement_id is not None:
         # A query counts against the agreement's daily limits like one through the hub's API.
         usage = load_agreement(db, table.agreement_id)
-        policy.record_usage(db=db, agreement=usage, rows=sum(part.rows for part in parts))
+        if usage.limited:  # only agreements with daily limits keep a day's count
+            policy.record_usage(db=db, agreement=usage, rows=sum(part.rows for part in parts))
     _audit(
         db,
         recipient,

@@ -142,8 +142,9 @@ def test_time_travel_returns_each_versions_contents(
     for number, table in enumerate(city.versions, start=1):
         frame = delta_sharing.load_as_pandas(url, version=number)
         assert normalise(frame, list(GRANTED)) == expected_view(table), f"version {number}"
-    moment = dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    latest = delta_sharing.load_as_pandas(url, timestamp=moment)
+    # Whole seconds, rounded up: the city may have been written within the current second.
+    moment = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)).isoformat(timespec="seconds")
+    latest = delta_sharing.load_as_pandas(url, timestamp=moment.replace("+00:00", "Z"))
     assert normalise(latest, list(GRANTED)) == expected_view(city.versions[-1])
 
 

@@ -15,6 +15,7 @@ from civicshare.hub import Hub
 from civicshare.policy import service as policy
 from civicshare.policy.models import AgreementDataset, AgreementUsage, ObjectionCreate
 from civicshare.policy.treatments import pseudonym_of
+from civicshare.query import service
 from civicshare.query.service import run_query
 from tests.policy.kit import agreement, cases_table, publish
 from tests.support.datasets import person
@@ -103,6 +104,40 @@ def test_revocation_stops_the_very_next_query(city: Hub) -> None:
     assert (record["outcome"], record["reason"]) == ("denied", "agreement_revoked")
     assert record["agreement"] == agreement_id
     assert "rows" not in record
+
+
+def test_a_revocation_while_the_query_runs_withholds_its_result(
+    city: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Authorised, then revoked while DuckDB computes: the result is not returned, and the log
+    holds a denial, not a read (the check is in the transaction of the record)."""
+    with city.db.session() as db:
+        made = agreement(db, recipient="fire_ems", dataset="health.cases", columns={"zip": "clear"})
+        agreement_id = made.public_id
+    running = service.run_plan
+
+    def revoke_then_run(*args: Any, **kwargs: Any) -> Any:
+        with city.db.session() as db:
+            steward = person(db, "health", Role.steward)
+            policy.revoke_agreement(db=db, actor=steward, agreement_id=agreement_id, reason="now")
+        return running(*args, **kwargs)
+
+    monkeypatch.setattr(service, "run_plan", revoke_then_run)
+    before = last_audit(city)["index"]
+    with pytest.raises(Forbidden) as caught:
+        query(city, "fire_ems", "SELECT zip FROM health.cases", "public_health_surveillance")
+    assert caught.value.code == "agreement_revoked"
+    with city.db.session() as db:
+        records = [
+            json.loads(entry.record)
+            for entry in db.scalars(select(AuditEntry).where(AuditEntry.index > before))
+        ]
+    assert [(r["action"], r["outcome"]) for r in records] == [
+        ("agreement.revoke", "allowed"),
+        ("query.run", "denied"),
+    ]
+    assert records[1]["reason"] == "agreement_revoked"
+    assert "rows" not in records[1]
 
 
 @pytest.mark.parametrize(

@@ -34,6 +34,7 @@ from civicshare.policy.models import (
     QueryableTable,
     State,
     Status,
+    agreement_state,
 )
 from civicshare.policy.predicates import validate_row_filter
 from civicshare.policy.treatments import check_applicable, hmac_hex, parse_treatment
@@ -527,6 +528,36 @@ def _refusal(
         code=code,
         details=details,
     )
+
+
+def confirm_in_force(*, db: Session, agreements: Sequence[AgreementTerms]) -> None:
+    """In the transaction that records a read: each agreement it relied on is still active.
+
+    A query authorises in one transaction, reads and computes outside any (so a long query holds
+    no lock), and records itself in a second. This re-reads the agreements there and keeps them
+    from changing until that transaction ends (PostgreSQL: ``FOR SHARE`` row locks; SQLite: the
+    write lock the transaction took at BEGIN), so a revocation or an expiry commits either
+    before this check, and the result is refused, or after the read is on record.
+    """
+    wanted = {terms.id: terms for terms in agreements}
+    if not wanted:
+        return
+    rows = db.execute(
+        select(Agreement.id, Agreement.status, Agreement.valid_from, Agreement.valid_until)
+        .where(Agreement.id.in_(sorted(wanted)))
+        .with_for_update(read=True)
+    )
+    current = {row.id: agreement_state(row.status, row.valid_from, row.valid_until) for row in rows}
+    for agreement_id, terms in sorted(wanted.items()):
+        state = current.get(agreement_id, State.revoked)
+        if state is not State.active:
+            codes = {State.revoked: "agreement_revoked", State.expired: "agreement_expired"}
+            raise Forbidden(
+                f"agreement {terms.public_id} was {state.value} while the query ran; "
+                "its result is withheld",
+                code=codes.get(state, "agreement_not_active"),
+                details={"agreement": terms.public_id},
+            )
 
 
 def check_limits(*, db: Session, agreement: Agreement | AgreementTerms) -> None:

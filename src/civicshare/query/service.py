@@ -15,7 +15,7 @@ from civicshare.errors import CivicshareError, Invalid, NotFound
 from civicshare.hub import Hub
 from civicshare.permissions import Action, Actor, authorize
 from civicshare.policy import service as policy
-from civicshare.policy.models import PURPOSES
+from civicshare.policy.models import PURPOSES, AgreementTerms
 from civicshare.policy.view import PolicyView
 from civicshare.query.engine import (
     DEFAULT_MAX_ROWS,
@@ -124,6 +124,12 @@ def run_query(
     else:
         result.content = render_binary(output.table, fmt)
         result.result_sha256 = body_sha256(result.content)
+    try:
+        policy.confirm_in_force(db=db, agreements=_terms(plan.views))
+    except CivicshareError as exc:
+        db.rollback()
+        _record_denial(hub, actor, digest, purpose, refs, exc)
+        raise
     for agreement_id in counted:
         policy.record_usage(db=db, agreement=agreement_id, rows=result.rows)
     entry = audit.record(
@@ -170,6 +176,10 @@ def _regroups(views: Iterable[PolicyView]) -> bool:
     plan gives the same result, so a wrong guess costs time, never correctness."""
     counts = [view.rows for view in views]
     return None in counts or sum(count or 0 for count in counts) >= REGROUP_MIN_ROWS
+
+
+def _terms(views: Iterable[PolicyView]) -> list[AgreementTerms]:
+    return [view.agreement for view in views if isinstance(view.agreement, AgreementTerms)]
 
 
 def _limited(view: PolicyView) -> bool:

@@ -21,9 +21,10 @@ def available() -> list[str]:
 
 
 def run(argv: list[str]) -> None:
-    # `python -m bench NAME --option ...` passes the options on to that one benchmark.
-    options = [arg for arg in argv if arg.startswith("-")]
-    names = [arg for arg in argv if not arg.startswith("-")]
+    # `python -m bench NAME --option ...` passes the options (and their values, as in
+    # `--repeat 1`) on to that one benchmark: everything from the first option on is its.
+    first = next((i for i, arg in enumerate(argv) if arg.startswith("-")), len(argv))
+    names, options = argv[:first], argv[first:]
     if options and len(names) != 1:
         sys.exit("options apply to one benchmark: python -m bench NAME --option ...")
     for name in names or available():

@@ -397,8 +397,11 @@ def _csv_batches(
                 convert_options=convert_options,
             )
             for batch in reader:
+                # Arrow makes one batch per block. Counted as consumed when handed over, not
+                # when the consumer is done with it: Arrow then reads block n + 2 and parses
+                # block n + 1 while batch n is validated, instead of after.
+                backpressure.advance(CSV_BLOCK_BYTES)
                 yield from _split(batch, batch_rows)
-                backpressure.advance(CSV_BLOCK_BYTES)  # Arrow makes one batch per block
         except pa.ArrowInvalid as exc:
             raise Invalid(_csv_problem(str(exc)), code="malformed_csv") from exc
         finally:

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from civicshare.errors import Invalid
+from civicshare.ingest import readers
 from civicshare.ingest.readers import open_table, sniff_dialect
 from tests.conftest import REALDATA
 
@@ -222,3 +223,28 @@ def test_csv_that_is_not_utf8_past_the_sample_is_refused(tmp_path: Path) -> None
     with pytest.raises(Invalid) as caught:
         read_all(path)
     assert caught.value.code == "malformed_csv"
+
+
+def test_csv_read_ahead_is_enough_to_never_stall(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read-ahead bound (a few blocks) never holds Arrow back from the batch it needs."""
+    made: list[readers.Backpressure] = []
+
+    class Recorded(readers.Backpressure):
+        def __init__(self, ahead: int, patience: float = 10.0) -> None:
+            super().__init__(ahead, patience=2.0)
+            made.append(self)
+
+    monkeypatch.setattr(readers, "Backpressure", Recorded)
+    # Blocks larger than the 1 MB read buffer, as in production (4 MB), but a smaller file.
+    monkeypatch.setattr(readers, "CSV_BLOCK_BYTES", 3 << 19)
+    path = tmp_path / "blocks.csv"
+    lines = [f"{i},name {i},{i * 7 % 1000}" for i in range(600_000)]
+    path.write_text("id,name,amount\n" + "\n".join(lines) + "\n")
+    assert path.stat().st_size > 8 * readers.CSV_BLOCK_BYTES
+    table = open_table(path)
+    rows = sum(batch.num_rows for batch in table)
+    assert rows == 600_000
+    assert len(made) == 1
+    assert made[0].gave_up == 0

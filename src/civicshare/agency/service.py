@@ -239,6 +239,23 @@ def authenticate_token(*, db: Session, secret: str) -> Actor:
     return actor_for(token.user, token=token)
 
 
+def authenticate_token_read_only(*, db: Session, secret: str) -> Actor | None:
+    """The actor of a valid token when nothing needs writing, else None.
+
+    The common case of every API request: a valid token used within the last
+    ``LAST_USED_RESOLUTION``. It can be answered from a read-only session, which never waits for
+    the write turn. None means ``authenticate_token`` must decide, in a writing session: a
+    failure is audited there, and a stale ``last_used_at`` refreshed.
+    """
+    token = db.scalar(select(ApiToken).where(ApiToken.token_hash == crypto.hash_token(secret)))
+    now = utcnow()
+    if token is None or _token_problem(token, secret, now) is not None:
+        return None
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+        return None
+    return actor_for(token.user, token=token)
+
+
 _TOKEN_MESSAGES = {
     "unknown_token": "the bearer token is not valid",
     "revoked": "the bearer token has been revoked",

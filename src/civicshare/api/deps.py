@@ -46,6 +46,10 @@ class Context:
 def authenticate(hub: Hub, credentials: HTTPAuthorizationCredentials | None) -> Actor:
     if credentials is None or not credentials.credentials:
         raise Unauthenticated("an API token is required (Authorization: Bearer <token>)")
+    with hub.db.read_session() as db:
+        actor = agency_service.authenticate_token_read_only(db=db, secret=credentials.credentials)
+    if actor is not None:
+        return actor
     failure: Unauthenticated | None = None
     # Its own transaction, committed even when authentication fails, so the failure is audited.
     with hub.db.session() as db:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import pytest
@@ -138,6 +139,49 @@ def test_a_revocation_while_the_query_runs_withholds_its_result(
     ]
     assert records[1]["reason"] == "agreement_revoked"
     assert "rows" not in records[1]
+
+
+def test_a_query_authorises_and_loads_its_data_without_waiting_for_writers(
+    city: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only its record waits for the write turn: reading metadata and decrypting the source
+    go on while another action holds it (SQLite) or holds rows (PostgreSQL)."""
+    with city.db.session() as db:
+        analyst = person(db, "health", Role.analyst)
+    computing, holding, release = threading.Event(), threading.Event(), threading.Event()
+    running = service.run_plan
+
+    def signal_then_run(*args: Any, **kwargs: Any) -> Any:
+        computing.set()
+        return running(*args, **kwargs)
+
+    monkeypatch.setattr(service, "run_plan", signal_then_run)
+
+    def hold_the_write_turn() -> None:
+        with city.db.session() as db:
+            db.execute(update(AgreementUsage).where(AgreementUsage.id == -1).values(rows=0))
+            holding.set()
+            release.wait(60)
+
+    writer = threading.Thread(target=hold_the_write_turn)
+    writer.start()
+    results: list[Any] = []
+    try:
+        assert holding.wait(30)
+
+        def run() -> None:
+            with city.db.session() as db:
+                sql = "SELECT count(*) FROM health.cases"
+                results.append(run_query(db=db, hub=city, actor=analyst, sql=sql, purpose=None))
+
+        reader = threading.Thread(target=run)
+        reader.start()
+        assert computing.wait(15), "the query waited for the writer before computing"
+    finally:
+        release.set()
+        writer.join(60)
+    reader.join(60)
+    assert results[0].body["rows"][0][0] == CASES.num_rows
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,12 +91,13 @@ def run_query(
         _check_purpose(purpose)
         parsed = parse_query(sql)
         refs = parsed.refs
-        views = {ref: _view(db, hub, actor, ref, purpose) for ref in parsed.refs}
-        plan = plan_query(parsed, views, regroup=_regroups(views.values()))
-        if explain:
-            return _explained(db, actor, plan, purpose)
-        cap = _row_cap(db, plan, max_rows)
-        sources = load_sources(plan)
+        with _read_phase(hub, db) as reading:
+            views = {ref: _view(reading, hub, actor, ref, purpose) for ref in parsed.refs}
+            plan = plan_query(parsed, views, regroup=_regroups(views.values()))
+            if explain:
+                return _explained(db, actor, plan, purpose)
+            cap = _row_cap(reading, plan, max_rows)
+            sources = load_sources(plan)
         # Only agreements with daily limits count their queries per day (the audit log holds
         # every query); the others skip the counter's UPDATE.
         counted = [view.agreement.id for view in plan.views if _limited(view)]
@@ -148,6 +150,19 @@ def run_query(
     )
     result.audit_index = entry.index
     return result
+
+
+@contextmanager
+def _read_phase(hub: Hub, db: Session) -> Iterator[Session]:
+    """Where a query authorises and loads its sources: a read-only session, so that reading
+    and decrypting a large source holds no write lock (SQLite's, taken at BEGIN, would stop
+    every other action of the hub meanwhile); the caller's own session if it already holds
+    work of its own, which the query must see."""
+    if db.in_transaction():
+        yield db
+        return
+    with hub.db.read_session() as reading:
+        yield reading
 
 
 def _check_purpose(purpose: str | None) -> None:

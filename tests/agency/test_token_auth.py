@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import threading
 
 import pytest
 import sqlalchemy as sa
@@ -17,6 +16,7 @@ from civicshare.db import utcnow
 from civicshare.errors import Unauthenticated
 from civicshare.hub import Hub
 from civicshare.permissions import CLI_ADMIN
+from tests.support.concurrency import finishes_within, write_held
 from tests.support.datasets import person
 
 
@@ -46,29 +46,10 @@ def test_a_recently_used_token_authenticates_without_waiting_for_writers(hub: Hu
     first = authenticate(hub, _bearer(secret))  # first use: recorded, in a writing session
     assert first.token_id == public_id
     assert _last_used(hub, public_id) is not None
-    holding, release = threading.Event(), threading.Event()
-
-    def hold_the_write_turn() -> None:
-        with hub.db.session() as db:
-            db.execute(sa.update(ApiToken).where(ApiToken.public_id == "none").values(name="x"))
-            holding.set()
-            release.wait(60)
-
-    writer = threading.Thread(target=hold_the_write_turn)
-    writer.start()
-    try:
-        assert holding.wait(30)
-        found: list[str | None] = []
-        reader = threading.Thread(
-            target=lambda: found.append(authenticate(hub, _bearer(secret)).token_id)
-        )
-        reader.start()
-        reader.join(10)
-        assert not reader.is_alive(), "authentication waited for the writer"
-        assert found == [public_id]
-    finally:
-        release.set()
-        writer.join(60)
+    untouched = sa.update(ApiToken).where(ApiToken.public_id == "none").values(name="x")
+    with write_held(hub.db, lambda db: db.execute(untouched)):
+        again = finishes_within(10, lambda: authenticate(hub, _bearer(secret)))
+    assert again.token_id == public_id
 
 
 def test_a_stale_last_use_is_refreshed(hub: Hub) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import threading
 
 import httpx
 
@@ -11,6 +10,7 @@ from civicshare.audit import merkle, service
 from civicshare.audit.note import Verifier, open_checkpoint
 from civicshare.db import Database
 from tests.agency.test_views import assert_error
+from tests.support.concurrency import write_held
 from tests.support.hubproc import HubProcess
 
 
@@ -122,20 +122,12 @@ def test_proofs_and_the_key_do_not_wait_for_a_writer(hub_process: HubProcess) ->
             Verifier.parse(public.get("/api/v1/audit/key").text),
         ).size
     database = Database(hub_process.database_url)
-    holding, release = threading.Event(), threading.Event()
-
-    def append_and_hold() -> None:
-        with database.session() as db:
-            service.record(db, actor=None, action="test.hold")
-            holding.set()
-            release.wait(60)
-
-    writer = threading.Thread(target=append_and_hold)
-    writer.start()
     try:
-        assert holding.wait(30)
-        # A bounded wait, so a regression fails instead of hanging on the held lock.
-        with httpx.Client(base_url=hub_process.base_url, timeout=15) as public:
+        with (
+            write_held(database, lambda db: service.record(db, actor=None, action="test.hold")),
+            httpx.Client(base_url=hub_process.base_url, timeout=15) as public,
+        ):
+            # The client's timeout bounds the wait, so a regression fails instead of hanging.
             assert public.get("/api/v1/audit/key").status_code == 200
             for path, params in (
                 ("/api/v1/audit/proof/inclusion", {"index": 0, "size": size}),
@@ -144,6 +136,4 @@ def test_proofs_and_the_key_do_not_wait_for_a_writer(hub_process: HubProcess) ->
                 response = public.get(path, params=params)
                 assert response.status_code == 200, response.text
     finally:
-        release.set()
-        writer.join(60)
         database.dispose()

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
 from civicshare.db import Database
+from tests.support.concurrency import finishes_within, write_held
 
 
 @pytest.fixture
@@ -32,29 +31,10 @@ def test_a_reader_sees_what_was_committed_and_not_what_is_pending(database: Data
     with database.session() as db:
         db.execute(sa.text("UPDATE reading SET n = 2"))
     assert _value(database) == 2
-    writing, release = threading.Event(), threading.Event()
-
-    def write_and_hold() -> None:
-        with database.session() as db:
-            db.execute(sa.text("UPDATE reading SET n = 3"))
-            writing.set()
-            release.wait(30)
-
-    writer = threading.Thread(target=write_and_hold)
-    writer.start()
-    try:
-        assert writing.wait(30)
-        # The writer holds the write turn (SQLite) or the row lock (PostgreSQL); a reader
-        # answers at once with the last committed value.
-        seen: list[int] = []
-        reader = threading.Thread(target=lambda: seen.append(_value(database)))
-        reader.start()
-        reader.join(10)
-        assert not reader.is_alive(), "the reader waited for the writer"
-        assert seen == [2]
-    finally:
-        release.set()
-        writer.join(30)
+    # The writer holds the write turn (SQLite) or the row lock (PostgreSQL); a reader answers
+    # at once with the last committed value.
+    with write_held(database, lambda db: db.execute(sa.text("UPDATE reading SET n = 3"))):
+        assert finishes_within(10, lambda: _value(database)) == 2
     assert _value(database) == 3
 
 

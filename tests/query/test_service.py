@@ -19,6 +19,7 @@ from civicshare.policy.treatments import pseudonym_of
 from civicshare.query import service
 from civicshare.query.service import run_query
 from tests.policy.kit import agreement, cases_table, publish
+from tests.support.concurrency import write_held
 from tests.support.datasets import person
 
 CASES = cases_table()
@@ -148,7 +149,7 @@ def test_a_query_authorises_and_loads_its_data_without_waiting_for_writers(
     go on while another action holds it (SQLite) or holds rows (PostgreSQL)."""
     with city.db.session() as db:
         analyst = person(db, "health", Role.analyst)
-    computing, holding, release = threading.Event(), threading.Event(), threading.Event()
+    computing = threading.Event()
     running = service.run_plan
 
     def signal_then_run(*args: Any, **kwargs: Any) -> Any:
@@ -156,30 +157,18 @@ def test_a_query_authorises_and_loads_its_data_without_waiting_for_writers(
         return running(*args, **kwargs)
 
     monkeypatch.setattr(service, "run_plan", signal_then_run)
-
-    def hold_the_write_turn() -> None:
-        with city.db.session() as db:
-            db.execute(update(AgreementUsage).where(AgreementUsage.id == -1).values(rows=0))
-            holding.set()
-            release.wait(60)
-
-    writer = threading.Thread(target=hold_the_write_turn)
-    writer.start()
     results: list[Any] = []
-    try:
-        assert holding.wait(30)
 
-        def run() -> None:
-            with city.db.session() as db:
-                sql = "SELECT count(*) FROM health.cases"
-                results.append(run_query(db=db, hub=city, actor=analyst, sql=sql, purpose=None))
+    def run() -> None:
+        with city.db.session() as db:
+            sql = "SELECT count(*) FROM health.cases"
+            results.append(run_query(db=db, hub=city, actor=analyst, sql=sql, purpose=None))
 
-        reader = threading.Thread(target=run)
+    untouched = update(AgreementUsage).where(AgreementUsage.id == -1).values(rows=0)
+    reader = threading.Thread(target=run)
+    with write_held(city.db, lambda db: db.execute(untouched)):
         reader.start()
         assert computing.wait(15), "the query waited for the writer before computing"
-    finally:
-        release.set()
-        writer.join(60)
     reader.join(60)
     assert results[0].body["rows"][0][0] == CASES.num_rows
 

@@ -8,10 +8,14 @@ from typing import Any
 import httpx
 import pytest
 import rdflib
+import sqlalchemy as sa
 from rdflib.namespace import DCAT, DCTERMS, FOAF, RDF
 
+from civicshare.catalog.models import Dataset
+from civicshare.db import Database
 from tests.agency.test_views import assert_error
 from tests.conftest import REALDATA
+from tests.support.concurrency import write_held
 from tests.support.datasets import OPEN_SCHEMA, PEOPLE_SCHEMA
 from tests.support.hubproc import HubProcess
 
@@ -144,3 +148,26 @@ def test_dcat_ap_catalogue_lists_public_datasets_with_mandatory_properties(
     assert str(graph.value(population, DCAT.theme)).endswith("/data-theme/SOCI")
     licence = graph.value(graph.value(population, DCAT.distribution), DCTERMS.license)
     assert str(licence) == package["licenses"][0]["path"]
+
+
+def test_catalog_reads_do_not_wait_for_a_writer(hub_process: HubProcess) -> None:
+    """Search, a dataset's page data and the DCAT export read a snapshot: an action holding
+    the write turn (SQLite) or rows (PostgreSQL) meanwhile does not hold them up."""
+    database = Database(hub_process.database_url)
+    untouched = sa.update(Dataset).where(Dataset.id == -1).values(title="x")
+    with hub_process.as_role("steward", "health") as client:
+        made = create(client, "health", "snapshot_beds", table_schema=OPEN_SCHEMA, visibility="hub")
+        assert made.status_code == 201, made.text
+        # A token's first use is recorded (a write); later uses within a minute only read.
+        try:
+            with write_held(database, lambda db: db.execute(untouched)):
+                # A bounded wait, so a regression fails instead of hanging.
+                found = client.get("/api/v1/datasets", timeout=15)
+                assert found.status_code == 200, found.text
+                assert client.get("/api/v1/catalog.jsonld", timeout=15).status_code == 200
+                assert "health.snapshot_beds" in {i["ref"] for i in found.json()["items"]}
+                ref = "/api/v1/datasets/health/snapshot_beds"
+                assert client.get(ref, timeout=15).status_code == 200
+                assert client.get(ref + "/schema", timeout=15).status_code == 200
+        finally:
+            database.dispose()

@@ -45,7 +45,7 @@ def search_datasets(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> SearchResult:
     """Search what the caller may see (without a token: public datasets only), with facets."""
-    with hub.db.session() as db:
+    with hub.db.read_session() as db:
         return service.search(
             db=db,
             actor=ctx.actor if ctx else None,
@@ -61,7 +61,7 @@ def search_datasets(
 
 @router.get("/datasets/{agency}/{dataset}")
 def get_dataset(agency: str, dataset: str, hub: HubDep, ctx: OptionalCtx) -> DatasetDetail:
-    with hub.db.session() as db:
+    with hub.db.read_session() as db:
         found = service.get_visible_dataset(
             db=db, actor=ctx.actor if ctx else None, ref=f"{agency}.{dataset}"
         )
@@ -81,7 +81,7 @@ def update_dataset(agency: str, dataset: str, body: DatasetUpdate, ctx: Ctx) -> 
 def schema_versions(
     agency: str, dataset: str, hub: HubDep, ctx: OptionalCtx
 ) -> list[SchemaVersionRead]:
-    with hub.db.session() as db:
+    with hub.db.read_session() as db:
         found = service.get_visible_dataset(
             db=db, actor=ctx.actor if ctx else None, ref=f"{agency}.{dataset}"
         )
@@ -110,6 +110,6 @@ def update_schema(agency: str, dataset: str, body: SchemaUpdate, ctx: Ctx) -> Sc
 )
 def dcat_catalog(hub: HubDep) -> JSONResponse:
     """The public catalogue as DCAT-AP 3 JSON-LD (public datasets only; no token needed)."""
-    with hub.db.session() as db:
+    with hub.db.read_session() as db:
         document = dcat.public_catalog(db=db, settings=hub.settings)
     return JSONResponse(document, media_type="application/ld+json")

@@ -495,6 +495,14 @@ def agreements_for(*, db: Session, agency_id: int | None, dataset_id: int) -> li
     ]
 
 
+# The error code of a refusal by an agreement that is no longer (or not yet) active.
+_STATE_CODES = {
+    State.revoked: "agreement_revoked",
+    State.expired: "agreement_expired",
+    State.rejected: "agreement_rejected",
+}
+
+
 def _refusal(
     dataset: Dataset, purpose: str | None, candidates: list[AgreementTerms], now: dt.datetime
 ) -> Forbidden:
@@ -517,12 +525,7 @@ def _refusal(
     latest = same_purpose[0]
     details["agreement"] = latest.public_id
     state = latest.state(now)
-    codes = {
-        State.revoked: "agreement_revoked",
-        State.expired: "agreement_expired",
-        State.rejected: "agreement_rejected",
-    }
-    code = codes.get(state, "agreement_not_active")
+    code = _STATE_CODES.get(state, "agreement_not_active")
     return Forbidden(
         f"agreement {latest.public_id} for {dataset.ref} is {state.value}",
         code=code,
@@ -551,11 +554,10 @@ def confirm_in_force(*, db: Session, agreements: Sequence[AgreementTerms]) -> No
     for agreement_id, terms in sorted(wanted.items()):
         state = current.get(agreement_id, State.revoked)
         if state is not State.active:
-            codes = {State.revoked: "agreement_revoked", State.expired: "agreement_expired"}
             raise Forbidden(
                 f"agreement {terms.public_id} was {state.value} while the query ran; "
                 "its result is withheld",
-                code=codes.get(state, "agreement_not_active"),
+                code=_STATE_CODES.get(state, "agreement_not_active"),
                 details={"agreement": terms.public_id},
             )
 

@@ -299,10 +299,9 @@ def make_read_engine(url: str, writer: Engine) -> Engine | None:
     see the last committed state (WAL) without queueing behind writers. PostgreSQL: the writer's
     pool with read-only transactions.
     """
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
+    if make_url(url).get_backend_name() != "sqlite":
         return writer.execution_options(postgresql_readonly=True)
-    if not parsed.database or parsed.database == ":memory:":
+    if sqlite_file(url) is None:
         return None
     engine = create_engine(
         url,
@@ -313,36 +312,36 @@ def make_read_engine(url: str, writer: Engine) -> Engine | None:
     return engine
 
 
+def sqlite_file(url: str) -> str | None:
+    """The database file of an SQLite URL; None for other backends and in-memory databases."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return str(parsed.database)
+
+
 def make_engine(url: str) -> Engine:
     """Create an engine with the pragmas and pool settings each backend needs."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        on_disk = bool(parsed.database) and parsed.database != ":memory:"
-        if on_disk:
-            Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
+    if make_url(url).get_backend_name() == "sqlite":
+        path = sqlite_file(url)
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None stops pysqlite from issuing its own BEGINs; we issue ours.
         connect_args: dict[str, Any] = {
             "check_same_thread": False,
             "timeout": BUSY_TIMEOUT,
             "isolation_level": None,
         }
-        if on_disk:
+        if path is not None:
             connect_args["factory"] = QueuedConnection
         engine = create_engine(url, connect_args=connect_args)
-        if on_disk:
-            event.listen(engine, "connect", _queue_writers(str(parsed.database)))
+        if path is not None:
+            event.listen(engine, "connect", _queue_writers(path))
         else:
             event.listen(engine, "connect", _configure_sqlite)
         event.listen(engine, "begin", _begin_immediate)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
-
-
-def _checkpointer_for(url: str) -> WalCheckpointer | None:
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return None
-    return WalCheckpointer(str(parsed.database))
 
 
 class Database:
@@ -353,7 +352,8 @@ class Database:
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.read_engine = make_read_engine(url, self.engine)
-        self.checkpointer = _checkpointer_for(url)
+        path = sqlite_file(url)
+        self.checkpointer = WalCheckpointer(path) if path is not None else None
         if self.checkpointer is not None:
             weakref.finalize(self, self.checkpointer.stopped.set)
         self.read_sessions = (
@@ -379,16 +379,15 @@ class Database:
 
     @contextmanager
     def read_session(self) -> Iterator[Session]:
-        """A read-only unit of work on one consistent snapshot; rolled back at the end.
+        """A read-only unit of work on one consistent snapshot, never committed.
 
         For reads that must not wait for writers (proofs, keys): on SQLite every ``session``
         takes the write turn at its first statement, this one never does. Writing in it fails.
+        Closing the session ends its transaction and leaves what it loaded readable (detached,
+        not expired), so callers may use those objects after the block.
         """
         with self.read_sessions() as session:
-            try:
-                yield session
-            finally:
-                session.rollback()
+            yield session
 
     def flush_erased_pages(self) -> None:
         """SQLite: fold the write-ahead log into the database and truncate it.

@@ -228,13 +228,13 @@ def revoke_token(*, db: Session, actor: Actor, token_id: str) -> ApiToken:
 
 def authenticate_token(*, db: Session, secret: str) -> Actor:
     """Resolve a bearer token to its actor. Failures are audited (without the token)."""
-    token = db.scalar(select(ApiToken).where(ApiToken.token_hash == crypto.hash_token(secret)))
+    token = _token_by_secret(db, secret)
     now = utcnow()
     reason = _token_problem(token, secret, now)
     if reason is not None or token is None:
         _record_auth_failure(db, reason=reason or "unknown_token", token=token)
         raise Unauthenticated(_TOKEN_MESSAGES[reason or "unknown_token"], code="invalid_token")
-    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+    if _use_unrecorded(token, now):
         token.last_used_at = now
     return actor_for(token.user, token=token)
 
@@ -247,13 +247,22 @@ def authenticate_token_read_only(*, db: Session, secret: str) -> Actor | None:
     the write turn. None means ``authenticate_token`` must decide, in a writing session: a
     failure is audited there, and a stale ``last_used_at`` refreshed.
     """
-    token = db.scalar(select(ApiToken).where(ApiToken.token_hash == crypto.hash_token(secret)))
+    token = _token_by_secret(db, secret)
     now = utcnow()
     if token is None or _token_problem(token, secret, now) is not None:
         return None
-    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+    if _use_unrecorded(token, now):
         return None
     return actor_for(token.user, token=token)
+
+
+def _token_by_secret(db: Session, secret: str) -> ApiToken | None:
+    return db.scalar(select(ApiToken).where(ApiToken.token_hash == crypto.hash_token(secret)))
+
+
+def _use_unrecorded(token: ApiToken, now: dt.datetime) -> bool:
+    """Whether this use should update ``last_used_at`` (kept to ``LAST_USED_RESOLUTION``)."""
+    return token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION
 
 
 _TOKEN_MESSAGES = {

@@ -14,7 +14,7 @@ from civicshare.audit.models import AuditEntry
 from civicshare.errors import CivicshareError, Forbidden, NotFound, RateLimited
 from civicshare.hub import Hub
 from civicshare.policy import service as policy
-from civicshare.policy.models import AgreementDataset, AgreementUsage, ObjectionCreate
+from civicshare.policy.models import AgreementDataset, AgreementUsage, Objection, ObjectionCreate
 from civicshare.policy.treatments import pseudonym_of
 from civicshare.query import service
 from civicshare.query.service import run_query
@@ -238,6 +238,22 @@ def test_aggregate_only_agreement_suppresses_small_cells(city: Hub) -> None:
     assert caught.value.code == "aggregate_only"
 
 
+def object_to_service_delivery(city: Hub, resident_id: str) -> Objection:
+    """A health steward records the resident's objection to service-delivery use."""
+    with city.db.session() as db:
+        return policy.register_objection(
+            db=db,
+            hub=city,
+            actor=person(db, "health", Role.steward),
+            data=ObjectionCreate(
+                agency="health",
+                field="resident_id",
+                value=resident_id,
+                purposes=["service_delivery"],
+            ),
+        )
+
+
 def test_objections_exclude_rows_for_their_purposes_only(city: Hub) -> None:
     objector = CASES.to_pylist()[0]["resident_id"]
     with city.db.session() as db:
@@ -255,17 +271,9 @@ def test_objections_exclude_rows_for_their_purposes_only(city: Hub) -> None:
             columns={"case_id": "clear"},
             purpose="research",
         )
-        steward = person(db, "health", Role.steward)
-        made = policy.register_objection(
-            db=db,
-            hub=city,
-            actor=steward,
-            data=ObjectionCreate(
-                agency="health", field="resident_id", value=objector, purposes=["service_delivery"]
-            ),
-        )
-        assert made.subject_hash != objector
-        assert objector not in made.subject_hash
+    made = object_to_service_delivery(city, objector)
+    assert made.subject_hash != objector
+    assert objector not in made.subject_hash
     sql = "SELECT count(*) FROM health.cases WHERE case_id = 1"
     assert query(city, "housing", sql, "service_delivery").body["rows"] == [[0]]
     assert query(city, "housing", sql, "research").body["rows"] == [[1]]
@@ -449,19 +457,10 @@ def test_a_new_objection_applies_to_the_next_identical_query(city: Hub) -> None:
         )
     sql = "SELECT count(*) FROM health.cases WHERE case_id = 1"
     assert query(city, "housing", sql, "service_delivery").body["rows"] == [[1]]
-    with city.db.session() as db:
-        steward = person(db, "health", Role.steward)
-        made = policy.register_objection(
-            db=db,
-            hub=city,
-            actor=steward,
-            data=ObjectionCreate(
-                agency="health", field="resident_id", value=objector, purposes=["service_delivery"]
-            ),
-        )
-        objection_id = made.public_id
+    objection_id = object_to_service_delivery(city, objector).public_id
     assert query(city, "housing", sql, "service_delivery").body["rows"] == [[0]]
     with city.db.session() as db:
+        steward = person(db, "health", Role.steward)
         policy.withdraw_objection(db=db, actor=steward, objection_id=objection_id)
     assert query(city, "housing", sql, "service_delivery").body["rows"] == [[1]]
 

@@ -78,10 +78,11 @@ def run_query(
 ) -> QueryResult:
     """Run (or explain) a governed query. Exactly one audit record either way.
 
-    Call it in a unit of work of its own (as the API and CLI do): once the data is loaded it
-    ends the caller's read transaction, so a long query holds no database lock, and the
-    usage and audit record go into a fresh one. Refusals are recorded in a transaction of
-    their own, since the caller's rolls back.
+    Call it in a unit of work of its own (as the API, CLI and portal do). It authorises and
+    loads its sources in a read-only session (``_read_phase``), computes holding no database
+    lock, and then, in the caller's session, re-checks the agreements it relied on and writes
+    usage and the audit record, which the caller commits. Refusals are recorded in a
+    transaction of their own, since the caller's rolls back.
     """
     digest = query_sha256(sql)
     refs: list[TableRef] = []
@@ -101,8 +102,8 @@ def run_query(
         # Only agreements with daily limits count their queries per day (the audit log holds
         # every query); the others skip the counter's UPDATE.
         counted = [view.agreement.id for view in plan.views if _limited(view)]
-        # The data is in memory now: end the read transaction so a long query never holds
-        # database locks (SQLite takes its write lock at BEGIN).
+        # The data is in memory now. If the caller's own session did the reading, end its
+        # transaction so a long query never holds database locks (SQLite's write lock).
         db.rollback()
         output = run_plan(plan, sources, max_rows=cap, timeout=_timeout(timeout))
     except CivicshareError as exc:
@@ -126,6 +127,7 @@ def run_query(
     else:
         result.content = render_binary(output.table, fmt)
         result.result_sha256 = body_sha256(result.content)
+    # After rendering, so the write turn this takes is held only for the record itself.
     try:
         policy.confirm_in_force(db=db, agreements=_terms(plan.views))
     except CivicshareError as exc:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import os
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -20,9 +22,11 @@ from civicshare.ingest.infer import infer_schema_dict
 from civicshare.ingest.models import IngestRecord
 from civicshare.permissions import CLI_ADMIN
 from civicshare.storage import service as storage
+from civicshare.storage.segments import SealedSpool
 from tests.conftest import REALDATA
 from tests.ingest.test_readers import REAL_FILES
 from tests.support.datasets import make_dataset, person
+from tests.support.procfs import open_files
 
 # ---------------------------------------------------------------------------- independent reading
 
@@ -327,6 +331,50 @@ def test_append_replace_upsert_delete(hub: Hub, db: Session, tmp_path: Path) -> 
     replaced = run(hub, db, dataset, write_cases(tmp_path, "e.csv", first[:1]), "replace")
     assert replaced.version == 5
     assert [r["case_id"] for r in stored_rows(db, hub, dataset)] == [1]
+
+
+def test_upsert_over_many_batches_keeps_stored_order_then_the_file_order(
+    hub: Hub, db: Session, tmp_path: Path
+) -> None:
+    # 8 MB of incoming rows: several CSV blocks, so the spill holds and replays several batches.
+    dataset = make_dataset(db, "health.cases", CASES_SCHEMA)
+    stored = [f"{i},Stored {i},01/01/2024,confirmed" for i in range(60_000)]
+    run(hub, db, dataset, write_cases(tmp_path, "a.csv", stored), "append")
+    incoming = list(range(59_990, 460_000, 2))  # the last 5 stored keys are replaced
+    rows = [f"{i},Incoming {i},02/01/2024,probable" for i in incoming]
+    report = run(hub, db, dataset, write_cases(tmp_path, "b.csv", rows), "upsert")
+    assert (report.details["rows_replaced"], report.details["rows_kept"]) == (5, 59_995)
+    result = stored_rows(db, hub, dataset)
+    replaced = set(incoming)
+    expected = [(i, f"Stored {i}") for i in range(60_000) if i not in replaced] + [
+        (i, f"Incoming {i}") for i in incoming
+    ]
+    assert [(r["case_id"], r["full_name"]) for r in result] == expected
+
+
+def test_upsert_spill_is_sealed_on_disk_and_replays_every_batch(tmp_path: Path) -> None:
+    schema = pa.schema([("case_id", pa.int64()), ("full_name", pa.string())])
+    batches = [
+        pa.record_batch(
+            [list(range(n, n + 1000)), [f"planted-{n + i}" for i in range(1000)]], schema=schema
+        )
+        for n in range(0, 5000, 1000)
+    ]
+    with SealedSpool(str(tmp_path)) as spill:
+        keys = ingest._keys_and_spill(iter(batches), ["case_id"], schema, spill)
+        assert keys.to_pylist() == [{"case_id": i} for i in range(5000)]
+        replayed = pa.Table.from_batches(list(ingest._replayed(spill)))
+        assert replayed.equals(pa.Table.from_batches(batches))
+        on_disk = [
+            fd
+            for fd in open_files(os.getpid())
+            if os.readlink(fd).startswith(f"{tmp_path}/") and os.readlink(fd).endswith("(deleted)")
+        ]
+        assert on_disk  # the spill is an unnamed file in the folder it was given
+        for fd in on_disk:
+            raw = fd.read_bytes()
+            assert len(raw) > 5000
+            assert b"planted-" not in raw
 
 
 def test_upsert_with_duplicate_keys_in_the_file_keeps_the_first(

@@ -13,25 +13,14 @@ import httpx
 from civicshare.storage.segments import SealedSpool
 from tests.ingest.test_views import register
 from tests.support.hubproc import HubProcess
+from tests.support.procfs import open_files
 
 BOUNDARY = "civicshare-test-boundary"
 
 
-def _open_files(pid: int) -> list[Path]:
-    """Regular files the process holds open, deleted ones included (readable through /proc)."""
-    found = []
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            if fd.is_file():
-                found.append(fd)
-        except OSError:
-            continue  # closed meanwhile
-    return found
-
-
 def _unnamed_files_over(pid: int, size: int) -> list[Path]:
     files = []
-    for fd in _open_files(pid):
+    for fd in open_files(pid):
         try:
             if os.readlink(fd).endswith("(deleted)") and fd.stat().st_size > size:
                 files.append(fd)
@@ -88,7 +77,7 @@ def test_an_upload_is_sealed_on_disk_while_it_streams_in(
             threading.Event().wait(0.05)
         assert spooled, "the hub did not spool the upload to a file"
         needle = marker.encode()
-        for fd in _open_files(pid):
+        for fd in open_files(pid):
             try:
                 assert needle not in fd.read_bytes(), f"{os.readlink(fd)} holds the upload"
             except OSError:

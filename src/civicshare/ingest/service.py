@@ -3,7 +3,9 @@
 The file streams through in batches: read as text (``readers``), checked and converted
 (``validate``), and handed to ``storage.write_version`` as it goes, so memory stays flat for
 appends and replaces. Upserts and deletes need the whole set of incoming keys before the stored
-rows can be filtered, so they hold the incoming rows in memory while the stored version streams.
+rows can be filtered: they keep the incoming key columns in memory (8 bytes a row for an integer
+key), while an upsert's incoming rows wait in a sealed spill file until the stored version has
+streamed through.
 Nothing becomes visible unless the whole ingest succeeds: segments are written first, and the
 version row is added in the caller's transaction.
 """
@@ -11,6 +13,7 @@ version row is added in the caller's transaction.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import queue
 import secrets
@@ -22,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-import duckdb
 import pyarrow as pa
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -34,6 +36,7 @@ from civicshare.catalog.models import Dataset
 from civicshare.catalog.tableschema import TableSchema
 from civicshare.db import utcnow
 from civicshare.errors import Gone, Invalid, NotFound
+from civicshare.ingest.keyset import KeySet
 from civicshare.ingest.models import (
     MODES,
     IngestDetail,
@@ -47,6 +50,7 @@ from civicshare.ingest.readers import Format, Source, TableSource, open_table
 from civicshare.ingest.validate import RULES, Rejection, Validator
 from civicshare.permissions import Action, Actor, authorize, is_allowed
 from civicshare.storage import service as storage
+from civicshare.storage.segments import SealedSpool
 
 if TYPE_CHECKING:
     from civicshare.hub import Hub
@@ -55,6 +59,8 @@ Progress = Callable[[int, int], None]
 MASK = "***"
 PROTECTED = frozenset({"personal", "sensitive"})
 RELEASE_BYTES = 8 << 20  # of parsed batches (Arrow bytes) between returns of freed memory
+# An upsert's incoming rows wait on disk compressed, then sealed: a fast codec, read back once.
+SPILL = pa.ipc.IpcWriteOptions(compression="lz4")
 
 
 class ErrorRateExceeded(Exception):
@@ -326,28 +332,26 @@ def _store(
         )
         return version.number, {}
     assert key is not None
-    incoming = pa.Table.from_batches(list(batches), schema=validator.target.remove_metadata())
-    kept = _stored_without(db, hub, dataset, incoming.select(key), key, target)
     counts = {"rows_kept": 0, "rows_replaced_or_deleted": 0}
-
-    def rows() -> Iterator[pa.RecordBatch]:
-        for table, dropped in kept:
-            counts["rows_kept"] += table.num_rows
-            counts["rows_replaced_or_deleted"] += dropped
-            yield from table.to_batches()
-        if mode == "upsert":
-            yield from incoming.cast(target).to_batches()
-
-    version = storage.write_version(
-        db=db,
-        hub=hub,
-        actor=actor,
-        dataset=dataset,
-        batches=rows(),
-        schema=target,
-        keep_previous=False,
-        operation=mode,
-    )
+    with SealedSpool() as spill:
+        upserted = spill if mode == "upsert" else None
+        incoming = _keys_and_spill(batches, key, validator.target.remove_metadata(), upserted)
+        # Compared in the stored types, which the incoming rows are cast to as well.
+        keys = KeySet(incoming.cast(pa.schema([target.field(name) for name in key])))
+        del incoming  # the set holds its own copy, in code order
+        try:
+            version = storage.write_version(
+                db=db,
+                hub=hub,
+                actor=actor,
+                dataset=dataset,
+                batches=_merged(db, hub, dataset, keys, target, upserted, counts),
+                schema=target,
+                keep_previous=False,
+                operation=mode,
+            )
+        finally:
+            keys.close()
     label = "rows_deleted" if mode == "delete" else "rows_replaced"
     return version.number, {
         "rows_kept": counts["rows_kept"],
@@ -355,28 +359,85 @@ def _store(
     }
 
 
-def _stored_without(
-    db: Session, hub: Hub, dataset: Dataset, keys: pa.Table, key: list[str], target: pa.Schema
-) -> Iterator[tuple[pa.Table, int]]:
-    """Per stored batch: its rows whose key is not among ``keys``, and how many were dropped."""
-    if not storage.list_versions(db=db, dataset=dataset):
-        return
-    connection = duckdb.connect()
+def _keys_and_spill(
+    batches: Iterator[pa.RecordBatch],
+    key: list[str],
+    schema: pa.Schema,
+    spill: SealedSpool | None,
+) -> pa.Table:
+    """Every incoming key (only the key columns stay in memory); the whole rows go to ``spill``.
+
+    The batches are consumed to the end first, so a batch over the error-rate limit raises here,
+    before anything is written.
+    """
+    keys: list[pa.RecordBatch] = []
+    writer = None if spill is None else pa.ipc.new_stream(_spill_sink(spill), schema, options=SPILL)
     try:
-        connection.execute("SET threads=2")
-        connection.register("incoming_keys", keys)
-        condition = " AND ".join(f's."{k}" IS NOT DISTINCT FROM i."{k}"' for k in key)
-        query = (
-            "SELECT s.* FROM stored AS s WHERE NOT EXISTS "
-            f"(SELECT 1 FROM incoming_keys AS i WHERE {condition})"
-        )
-        for batch in storage.read_version(db=db, hub=hub, dataset=dataset):
-            connection.register("stored", pa.Table.from_batches([batch]))
-            kept = connection.execute(query).to_arrow_table().cast(target)
-            connection.unregister("stored")
-            yield kept, batch.num_rows - kept.num_rows
+        for batch in batches:
+            keys.append(batch.select(key))
+            if writer is not None:
+                writer.write_batch(batch)
     finally:
-        connection.close()
+        if writer is not None:
+            writer.close()  # ends the stream; the spool stays open for ``_replayed``
+    return pa.Table.from_batches(keys, schema=pa.schema([schema.field(name) for name in key]))
+
+
+def _spill_sink(spill: SealedSpool) -> pa.NativeFile:
+    # Closing this wrapper must not close the spool, which is read back afterwards.
+    return pa.PythonFile(_Unclosable(spill), mode="w")
+
+
+def _replayed(spill: SealedSpool) -> Iterator[pa.RecordBatch]:
+    """The spilled incoming rows, in the order they arrived."""
+    spill.seek(0)
+    yield from pa.ipc.open_stream(pa.PythonFile(_Unclosable(spill), mode="r"))
+
+
+class _Unclosable(io.RawIOBase):
+    """A view of a spool for Arrow's file wrappers, whose ``close`` leaves the spool open."""
+
+    def __init__(self, spool: SealedSpool) -> None:
+        super().__init__()
+        self._spool = spool
+
+    def writable(self) -> bool:
+        return self._spool.writable()
+
+    def readable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        return self._spool.write(data)
+
+    def readinto(self, buffer: Any) -> int:
+        return self._spool.readinto(buffer)
+
+
+def _merged(
+    db: Session,
+    hub: Hub,
+    dataset: Dataset,
+    keys: KeySet,
+    target: pa.Schema,
+    upserted: SealedSpool | None,
+    counts: dict[str, int],
+) -> Iterator[pa.RecordBatch]:
+    """The new version's rows: the stored ones whose key is not in ``keys``, then the upserted.
+
+    Counts the rows kept and dropped into ``counts`` as they stream.
+    """
+    if storage.list_versions(db=db, dataset=dataset):
+        for batch in storage.read_version(db=db, hub=hub, dataset=dataset):
+            stored = pa.Table.from_batches([batch])
+            replaced = keys.contains(stored.select(keys.columns))
+            kept = stored.filter(pa.array(~replaced)).cast(target)
+            counts["rows_kept"] += kept.num_rows
+            counts["rows_replaced_or_deleted"] += stored.num_rows - kept.num_rows
+            yield from kept.to_batches()
+    if upserted is not None:
+        for batch in _replayed(upserted):
+            yield batch.cast(target)
 
 
 def _seal_quarantine(

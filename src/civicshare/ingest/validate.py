@@ -141,21 +141,7 @@ class KeyLedger:
         self._rules: list[str] = []
 
     def _codes(self, keys: pa.Table) -> pa.Array:
-        """One int64 per row: the key itself when it is one integer-like column, else a hash."""
-        if keys.num_columns == 1 and _exact_type(keys.schema.field(0).type):
-            column = keys.column(0).combine_chunks()
-            if not pa.types.is_integer(column.type):
-                column = column.view(pa.int32() if column.type.bit_width == 32 else pa.int64())
-            return pc.cast(column, pa.int64(), safe=False)
-        columns = ", ".join(f'"{c}"' for c in keys.column_names)
-        self._hasher.register("ledger_keys", keys)
-        try:
-            hashed = self._hasher.execute(
-                f"SELECT hash({columns}) AS h FROM ledger_keys"
-            ).to_arrow_table()
-        finally:
-            self._hasher.unregister("ledger_keys")
-        return pc.cast(hashed.column("h").combine_chunks(), pa.int64(), safe=False)
+        return key_codes(self._hasher, keys)
 
     def record(self, rule: str, keys: pa.Table, rows: pa.Array) -> None:
         """Note the keys of ``rows`` (stored keys are recorded as row 0, before any file row)."""
@@ -258,7 +244,27 @@ class KeyLedger:
             self._folder = None
 
 
-def _exact_type(kind: pa.DataType) -> bool:
+def key_codes(hasher: duckdb.DuckDBPyConnection, keys: pa.Table) -> pa.Array:
+    """One int64 per row: the key itself when it is one integer-like column, else a hash.
+
+    Equal keys always get equal codes; unequal keys may share one (a hash collision), so a
+    code is a key's bucket, not its identity. A null key's code is null.
+    """
+    if keys.num_columns == 1 and exact_type(keys.schema.field(0).type):
+        column = keys.column(0).combine_chunks()
+        if not pa.types.is_integer(column.type):
+            column = column.view(pa.int32() if column.type.bit_width == 32 else pa.int64())
+        return pc.cast(column, pa.int64(), safe=False)
+    columns = ", ".join(f'"{c}"' for c in keys.column_names)
+    hasher.register("ledger_keys", keys)
+    try:
+        hashed = hasher.execute(f"SELECT hash({columns}) AS h FROM ledger_keys").to_arrow_table()
+    finally:
+        hasher.unregister("ledger_keys")
+    return pc.cast(hashed.column("h").combine_chunks(), pa.int64(), safe=False)
+
+
+def exact_type(kind: pa.DataType) -> bool:
     return bool(
         pa.types.is_integer(kind)
         or pa.types.is_date(kind)

@@ -58,7 +58,7 @@ def ingest_upload(
 
 @router.get("/datasets/{agency}/{dataset}/ingests")
 def list_ingests(agency: str, dataset: str, ctx: Ctx) -> list[IngestReport]:
-    with ctx.unit() as db:
+    with ctx.read() as db:
         target = catalog.get_visible_dataset(db=db, actor=ctx.actor, ref=f"{agency}.{dataset}")
         return service.list_ingests(db=db, actor=ctx.actor, dataset=target)
 

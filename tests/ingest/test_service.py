@@ -377,6 +377,77 @@ def test_upsert_spill_is_sealed_on_disk_and_replays_every_batch(tmp_path: Path) 
             assert b"planted-" not in raw
 
 
+CONTACTS_SCHEMA: dict[str, Any] = {
+    "fields": [
+        {"name": "id", "type": "integer"},
+        {"name": "email", "type": "string", "constraints": {"unique": True}},
+    ],
+    "primaryKey": ["id"],
+}
+
+
+def _contacts(hub: Hub, db: Session, tmp_path: Path, name: str) -> Any:
+    dataset = make_dataset(db, f"housing.{name}", CONTACTS_SCHEMA)
+    path = tmp_path / f"{name}-stored.csv"
+    path.write_text("id,email\n1,a@x.org\n2,b@x.org\n3,c@x.org\n")
+    assert run(hub, db, dataset, path, "append").rows_accepted == 3
+    return dataset
+
+
+def _upsert(hub: Hub, db: Session, dataset: Any, path: Path, lines: str, **kw: Any) -> Any:
+    path.write_text("id,email\n" + lines)
+    return run(hub, db, dataset, path, "upsert", **kw)
+
+
+def _emails(db: Session, hub: Hub, dataset: Any) -> dict[int, str]:
+    return {row["id"]: row["email"] for row in stored_rows(db, hub, dataset)}
+
+
+def test_upsert_may_take_a_unique_value_from_a_row_it_replaces(
+    hub: Hub, db: Session, tmp_path: Path
+) -> None:
+    dataset = _contacts(hub, db, tmp_path, "swap")
+    report = _upsert(hub, db, dataset, tmp_path / "u.csv", "2,c@x.org\n3,z@x.org\n")
+    assert (report.rows_accepted, report.rows_rejected) == (2, 0)
+    assert _emails(db, hub, dataset) == {1: "a@x.org", 2: "c@x.org", 3: "z@x.org"}
+
+
+def test_upsert_rejects_a_unique_value_a_kept_stored_row_holds(
+    hub: Hub, db: Session, tmp_path: Path
+) -> None:
+    dataset = _contacts(hub, db, tmp_path, "clash")
+    report = _upsert(hub, db, dataset, tmp_path / "u.csv", "4,a@x.org\n5,e@x.org\n")
+    assert (report.rows_accepted, report.rows_rejected) == (1, 1)
+    assert {rule: n for rule, n in report.errors_by_rule.items() if n} == {"unique": 1}
+    (rejection,) = report.rejections
+    assert (rejection.row, rejection.field, rejection.rule) == (1, "email", "unique")
+    assert "stored row" in rejection.message
+    assert _emails(db, hub, dataset) == {1: "a@x.org", 2: "b@x.org", 3: "c@x.org", 5: "e@x.org"}
+
+
+def test_upsert_rejections_that_keep_a_stored_row_are_followed_to_the_end(
+    hub: Hub, db: Session, tmp_path: Path
+) -> None:
+    # Row 2 (3 → a@x.org) clashes with kept row 1, so stored row 3 is kept after all; then
+    # row 1 (2 → c@x.org) clashes with it too, which only a further pass can see.
+    dataset = _contacts(hub, db, tmp_path, "cascade")
+    report = _upsert(hub, db, dataset, tmp_path / "u.csv", "2,c@x.org\n3,a@x.org\n")
+    assert (report.rows_accepted, report.rows_rejected) == (0, 2)
+    assert sorted(r.row for r in report.rejections) == [1, 2]
+    assert _emails(db, hub, dataset) == {1: "a@x.org", 2: "b@x.org", 3: "c@x.org"}
+
+
+def test_upsert_by_another_key_keeps_the_primary_key_unique(
+    hub: Hub, db: Session, tmp_path: Path
+) -> None:
+    dataset = _contacts(hub, db, tmp_path, "by_email")
+    lines = "9,a@x.org\n2,q@x.org\n"  # a@x.org's row becomes id 9; id 2 is b@x.org's, kept
+    report = _upsert(hub, db, dataset, tmp_path / "u.csv", lines, key=["email"])
+    assert {rule: n for rule, n in report.errors_by_rule.items() if n} == {"primaryKey": 1}
+    assert [r.row for r in report.rejections] == [2]
+    assert _emails(db, hub, dataset) == {9: "a@x.org", 2: "b@x.org", 3: "c@x.org"}
+
+
 def test_upsert_with_duplicate_keys_in_the_file_keeps_the_first(
     hub: Hub, db: Session, tmp_path: Path
 ) -> None:

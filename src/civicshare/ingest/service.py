@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -65,6 +66,14 @@ SPILL = pa.ipc.IpcWriteOptions(compression="lz4")
 
 class ErrorRateExceeded(Exception):
     """Raised inside the batch stream to abandon the write before any version exists."""
+
+
+class KeptValuesFound(Exception):
+    """Raised by an upsert whose rows repeat unique values of stored rows it keeps: redone."""
+
+    def __init__(self, values: dict[str, pa.Array]) -> None:
+        super().__init__("values held by kept stored rows")
+        self.values = values
 
 
 class RepeatsFound(Exception):
@@ -117,13 +126,17 @@ def ingest_file(
     started = utcnow()
     clock = time.perf_counter()
     repeats: dict[str, pa.Array] = {}
+    kept_values: dict[str, pa.Array] = {}
     while True:
         # Usually one pass. Keys are checked for repeats once the pass is over; if there are
         # any, that write is abandoned (unreferenced segments) and a second pass rejects them.
+        # An upsert whose rows repeat a unique value of a stored row it keeps is redone the same
+        # way, until no accepted row does (each pass rejects more, so this ends).
         table = open_table(source, filename=filename, format=format, encoding=encoding)
         only = key_fields if chosen == "delete" else None
         validator = Validator(schema, table.columns, only_fields=only)
         validator.known_repeats = repeats
+        validator.kept_values = kept_values
         tally = Tally()
         try:
             if chosen == "append" and not repeats:
@@ -142,6 +155,9 @@ def ingest_file(
             version, extra, status = None, {}, IngestStatus.rejected
         except RepeatsFound as found:
             repeats = found.repeats
+            continue
+        except KeptValuesFound as found:
+            kept_values = _with_more(kept_values, found.values)
             continue
         finally:
             validator.close()
@@ -165,6 +181,13 @@ def ingest_file(
         started,
     )
     return IngestReport.of(record)
+
+
+def _with_more(known: dict[str, pa.Array], found: dict[str, pa.Array]) -> dict[str, pa.Array]:
+    merged = dict(known)
+    for name, values in found.items():
+        merged[name] = pa.concat_arrays([merged[name], values]) if name in merged else values
+    return merged
 
 
 class _Failed:
@@ -333,13 +356,19 @@ def _store(
         return version.number, {}
     assert key is not None
     counts = {"rows_kept": 0, "rows_replaced_or_deleted": 0}
+    unique = _unique_beside_key(validator, key) if mode == "upsert" else []
     with SealedSpool() as spill:
         upserted = spill if mode == "upsert" else None
-        incoming = _keys_and_spill(batches, key, validator.target.remove_metadata(), upserted)
+        wanted = list(dict.fromkeys(key + unique))
+        incoming = _keys_and_spill(batches, wanted, validator.target.remove_metadata(), upserted)
         # Compared in the stored types, which the incoming rows are cast to as well.
-        keys = KeySet(incoming.cast(pa.schema([target.field(name) for name in key])))
-        del incoming  # the set holds its own copy, in code order
+        incoming = incoming.cast(pa.schema([target.field(name) for name in wanted]))
+        keys = KeySet(incoming.select(key))
         try:
+            held = _held_by_kept_rows(db, hub, dataset, keys, incoming.select(unique))
+            del incoming  # the sets hold their own copies, in code order
+            if held:
+                raise KeptValuesFound(held)
             version = storage.write_version(
                 db=db,
                 hub=hub,
@@ -359,13 +388,55 @@ def _store(
     }
 
 
+def _unique_beside_key(validator: Validator, key: list[str]) -> list[str]:
+    """Single fields whose values must stay unique across the version, other than the key's.
+
+    A stored row the upsert replaces gives up its values; one it keeps holds on to them.
+    """
+    fields = [name for name in validator.unique_fields if [name] != key]
+    primary = validator.primary_key
+    if len(primary) == 1 and primary != key:
+        fields.append(primary[0])
+    return fields
+
+
+def _held_by_kept_rows(
+    db: Session, hub: Hub, dataset: Dataset, keys: KeySet, incoming: pa.Table
+) -> dict[str, pa.Array]:
+    """Per field of ``incoming``: its values that a stored row the upsert keeps already holds."""
+    if not incoming.num_columns or not storage.list_versions(db=db, dataset=dataset):
+        return {}
+    names = incoming.column_names
+    values = {name: KeySet(_present(incoming.select([name]))) for name in names}
+    held: dict[str, list[pa.Array]] = {name: [] for name in names}
+    try:
+        columns = list(dict.fromkeys(keys.columns + names))
+        for batch in storage.read_version(db=db, hub=hub, dataset=dataset, columns=columns):
+            stored = pa.Table.from_batches([batch])
+            kept = stored.filter(pa.array(~keys.contains(stored.select(keys.columns))))
+            for name in names:
+                column = _present(kept.select([name]))
+                found = column.filter(pa.array(values[name].contains(column)))
+                if found.num_rows:
+                    held[name].append(found.column(name).combine_chunks())
+    finally:
+        for value_set in values.values():
+            value_set.close()
+    return {name: pa.concat_arrays(found) for name, found in held.items() if found}
+
+
+def _present(column: pa.Table) -> pa.Table:
+    """The rows of a one-column table whose value is not null (nulls repeat freely)."""
+    return column.filter(pc.is_valid(column.column(0)))
+
+
 def _keys_and_spill(
     batches: Iterator[pa.RecordBatch],
     key: list[str],
     schema: pa.Schema,
     spill: SealedSpool | None,
 ) -> pa.Table:
-    """Every incoming key (only the key columns stay in memory); the whole rows go to ``spill``.
+    """The incoming rows' ``key`` columns (only they stay in memory); whole rows go to ``spill``.
 
     The batches are consumed to the end first, so a batch over the error-rate limit raises here,
     before anything is written.

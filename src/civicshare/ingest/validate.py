@@ -326,6 +326,9 @@ class Validator:
         self.ledger = KeyLedger()
         # Repeated keys found by an earlier pass over the same file (see ``repeats``).
         self.known_repeats: dict[str, pa.Array] = {}
+        # Upserts: per field, values that stored rows the upsert keeps already hold (found by an
+        # earlier pass); a file row with one of them would break the field's uniqueness.
+        self.kept_values: dict[str, pa.Array] = {}
         self.unique_fields = [
             f.name for f in self.fields if f.constraints.unique and [f.name] != schema.primaryKey
         ]
@@ -510,6 +513,18 @@ class Validator:
                     self._known(numbers, f"unique:{name}"),
                     raw[name],
                     "repeats the value of an earlier row",
+                )
+            )
+        for name, kept in self.kept_values.items():
+            rule = "primaryKey" if [name] == self.primary_key else "unique"
+            held = pc.is_in(columns[name], value_set=kept.cast(columns[name].type))
+            checks.append(
+                (
+                    name,
+                    rule,
+                    pc.fill_null(held, False),
+                    raw[name],
+                    "repeats the value of a stored row that this upsert keeps",
                 )
             )
         return checks

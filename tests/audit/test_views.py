@@ -115,12 +115,11 @@ def test_a_proof_beyond_the_integrated_tree_integrates_it_first(hub_process: Hub
 
 def test_proofs_and_the_key_do_not_wait_for_a_writer(hub_process: HubProcess) -> None:
     """A writer holding the write turn (SQLite) or the log's counter (PostgreSQL) for a long
-    time does not hold up verifiers: proofs are read from a snapshot."""
+    time does not hold up verifiers: proofs, the key and an unchanged checkpoint are read from a
+    snapshot."""
     with hub_process.client() as public:
-        size = open_checkpoint(
-            public.get("/api/v1/audit/checkpoint").text,
-            Verifier.parse(public.get("/api/v1/audit/key").text),
-        ).size
+        note = public.get("/api/v1/audit/checkpoint").text
+        size = open_checkpoint(note, Verifier.parse(public.get("/api/v1/audit/key").text)).size
     database = Database(hub_process.database_url)
     try:
         with (
@@ -129,6 +128,8 @@ def test_proofs_and_the_key_do_not_wait_for_a_writer(hub_process: HubProcess) ->
         ):
             # The client's timeout bounds the wait, so a regression fails instead of hanging.
             assert public.get("/api/v1/audit/key").status_code == 200
+            # Nothing committed since it was signed: the same checkpoint, read, not re-signed.
+            assert public.get("/api/v1/audit/checkpoint").text == note
             for path, params in (
                 ("/api/v1/audit/proof/inclusion", {"index": 0, "size": size}),
                 ("/api/v1/audit/proof/consistency", {"first": 1, "second": size}),

@@ -23,7 +23,7 @@ router = APIRouter(tags=["agencies"])
 
 @router.get("/agencies")
 def list_agencies(ctx: Ctx) -> list[AgencyRead]:
-    with ctx.unit() as db:
+    with ctx.read() as db:
         return [AgencyRead.of(a) for a in service.list_agencies(db=db, actor=ctx.actor)]
 
 
@@ -35,19 +35,19 @@ def create_agency(body: AgencyCreate, ctx: Ctx) -> AgencyRead:
 
 @router.get("/agencies/{slug}")
 def get_agency(slug: str, ctx: Ctx) -> AgencyRead:
-    with ctx.unit() as db:
+    with ctx.read() as db:
         return AgencyRead.of(service.get_agency(db=db, slug=slug))
 
 
 @router.get("/users")
 def list_users(ctx: Ctx, agency: Annotated[str | None, Query()] = None) -> list[UserRead]:
-    with ctx.unit() as db:
+    with ctx.read() as db:
         return [UserRead.of(u) for u in service.list_users(db=db, actor=ctx.actor, agency=agency)]
 
 
 @router.get("/users/me")
 def whoami(ctx: Ctx) -> UserRead:
-    with ctx.unit() as db:
+    with ctx.read() as db:
         return UserRead.of(service.get_user(db=db, email=ctx.actor.email))
 
 
@@ -59,7 +59,7 @@ def create_user(body: UserCreate, ctx: Ctx) -> UserRead:
 
 @router.get("/tokens")
 def list_tokens(ctx: Ctx, user: Annotated[str | None, Query()] = None) -> list[TokenRead]:
-    with ctx.unit() as db:
+    with ctx.read() as db:
         tokens = service.list_tokens(db=db, actor=ctx.actor, email=user)
         return [TokenRead.of(t) for t in tokens]
 

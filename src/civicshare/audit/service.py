@@ -402,6 +402,29 @@ def latest_checkpoint_size(db: Session) -> int:
     return int(size or 0)
 
 
+def current_checkpoint(db: Session) -> AuditCheckpoint | None:
+    """The latest signed checkpoint if it covers exactly the appended records, else None.
+
+    Reads only, so it may run in a read-only session: a log that has not grown since its last
+    checkpoint (the usual case between bursts) is served without taking the write turn.
+    """
+    latest = db.scalar(select(AuditCheckpoint).order_by(AuditCheckpoint.size.desc()).limit(1))
+    # A log shorter than its checkpoint is left to ``checkpoint``, which reports the damage.
+    if latest is None or latest.size != appended_size(db):
+        return None
+    return latest
+
+
+def latest_signed(hub: Hub) -> AuditCheckpoint:
+    """``checkpoint`` in units of work of its own: a read, and a write only if there is news."""
+    with hub.db.read_session() as db:
+        current = current_checkpoint(db)
+    if current is not None:
+        return current
+    with hub.db.session() as db:
+        return checkpoint(db, hub)
+
+
 def checkpoint(db: Session, hub: Hub) -> AuditCheckpoint:
     """The latest signed checkpoint, after signing a new one if the log has grown.
 

@@ -29,9 +29,7 @@ Index = Annotated[int, Query(ge=0, le=2**62)]
 @router.get("/checkpoint", response_class=PlainTextResponse)
 def get_checkpoint(hub: HubDep) -> PlainTextResponse:
     """The latest signed checkpoint (C2SP tlog-checkpoint signed note), text/plain."""
-    with hub.db.session() as db:
-        note = service.checkpoint(db, hub).note
-    return PlainTextResponse(note, headers=NO_STORE)
+    return PlainTextResponse(service.latest_signed(hub).note, headers=NO_STORE)
 
 
 @router.get("/key", response_class=PlainTextResponse)

@@ -27,7 +27,7 @@ def list_agreements(
     agency: Annotated[str | None, Query()] = None,
     state: Annotated[State | None, Query()] = None,
 ) -> list[AgreementRead]:
-    with ctx.unit() as db:
+    with ctx.read() as db:
         found = service.list_agreements(db=db, actor=ctx.actor, agency=agency, state=state)
         return [AgreementRead.of(a) for a in found]
 
@@ -40,7 +40,7 @@ def request_agreement(body: AgreementRequest, ctx: Ctx) -> AgreementRead:
 
 @router.get("/agreements/{agreement_id}")
 def get_agreement(agreement_id: str, ctx: Ctx) -> AgreementRead:
-    with ctx.unit() as db:
+    with ctx.read() as db:
         found = service.get_agreement(db=db, actor=ctx.actor, agreement_id=agreement_id)
         return AgreementRead.of(found)
 
@@ -48,7 +48,7 @@ def get_agreement(agreement_id: str, ctx: Ctx) -> AgreementRead:
 @router.get("/agreements/{agreement_id}/odrl")
 def export_agreement(agreement_id: str, ctx: Ctx) -> dict[str, Any]:
     """The agreement as an ODRL 2.2 Agreement (JSON-LD)."""
-    with ctx.unit() as db:
+    with ctx.read() as db:
         found = service.get_agreement(db=db, actor=ctx.actor, agreement_id=agreement_id)
         return odrl_agreement(found, base_url=ctx.hub.settings.public_url)
 
@@ -82,7 +82,7 @@ def revoke_agreement(agreement_id: str, body: AgreementDecision, ctx: Ctx) -> Ag
 
 @router.get("/objections")
 def list_objections(ctx: Ctx, agency: Annotated[str, Query()]) -> list[ObjectionRead]:
-    with ctx.unit() as db:
+    with ctx.read() as db:
         found = service.list_objections(db=db, actor=ctx.actor, agency=agency)
         return [ObjectionRead.of(o) for o in found]
 

@@ -44,7 +44,7 @@ def create_agreement_profile(
 @router.get("/agreements/{agreement_id}/share-profiles")
 def list_agreement_profiles(agreement_id: str, ctx: Ctx) -> list[ShareProfileRead]:
     """Every share profile of an agreement (never their tokens)."""
-    with ctx.unit() as db:
+    with ctx.read() as db:
         found = profiles.list_profiles(db=db, actor=ctx.actor, agreement_id=agreement_id)
         return [ShareProfileRead.of(profile) for profile in found]
 
@@ -64,7 +64,7 @@ def create_open_data_profile(
 @router.get("/sharing/profiles")
 def list_profiles(ctx: Ctx) -> list[ShareProfileRead]:
     """The share profiles you created (administrators: all)."""
-    with ctx.unit() as db:
+    with ctx.read() as db:
         return [ShareProfileRead.of(p) for p in profiles.list_profiles(db=db, actor=ctx.actor)]
 
 

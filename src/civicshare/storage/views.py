@@ -15,7 +15,7 @@ router = APIRouter(tags=["storage"])
 
 @router.get("/datasets/{agency}/{dataset}/versions")
 def list_versions(agency: str, dataset: str, hub: HubDep, ctx: OptionalCtx) -> list[VersionRead]:
-    with hub.db.session() as db:
+    with hub.db.read_session() as db:
         found = catalog.get_visible_dataset(
             db=db, actor=ctx.actor if ctx else None, ref=f"{agency}.{dataset}"
         )

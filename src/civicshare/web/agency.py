@@ -171,7 +171,7 @@ def _is_steward(actor: Actor) -> bool:
 @router.get(BASE)
 def agency_home(visitor: VisitorDep) -> Response:
     actor, agency = _agency_of(visitor)
-    with visitor.unit() as db:
+    with visitor.read() as db:
         found = catalog.list_datasets(db=db, actor=actor, agency=agency)
         rows = [
             {
@@ -416,7 +416,7 @@ def _dataset_page(
     status: int = 200,
 ) -> Response:
     actor, _agency = _agency_of(visitor)
-    with visitor.unit() as db:
+    with visitor.read() as db:
         dataset = _own_dataset(visitor, db, slug)
         schema = catalog.current_schema(db=db, dataset=dataset)
         versions = storage.list_versions(db=db, dataset=dataset)

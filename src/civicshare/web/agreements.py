@@ -43,7 +43,7 @@ def proposed_treatment(field: SchemaField) -> str:
 @router.get("/agreements")
 def agreement_list(visitor: VisitorDep) -> Response:
     actor = visitor.require_actor()
-    with visitor.unit() as db:
+    with visitor.read() as db:
         found = [AgreementRead.of(a) for a in policy.list_agreements(db=db, actor=actor)]
     mine = actor.agency_slug
     context = {
@@ -142,7 +142,7 @@ async def decide(visitor: FormVisitorDep, agreement_id: str, decision: str) -> R
 @router.get("/agreements/{agreement_id}/odrl.json")
 def agreement_odrl(visitor: VisitorDep, agreement_id: str) -> Response:
     actor = visitor.require_actor()
-    with visitor.unit() as db:
+    with visitor.read() as db:
         agreement = policy.get_agreement(db=db, actor=actor, agreement_id=agreement_id)
         document = odrl_agreement(agreement, base_url=visitor.hub.settings.public_url)
     return Response(
@@ -156,11 +156,11 @@ def _agreement_page(
     visitor: Visitor, agreement_id: str, errors: FieldErrors, reason: str, *, status: int = 200
 ) -> Response:
     actor = visitor.require_actor()
-    with visitor.unit() as db:
+    with visitor.read() as db:
         agreement = policy.get_agreement(db=db, actor=actor, agreement_id=agreement_id)
         read = AgreementRead.of(agreement)
         odrl = odrl_agreement(agreement, base_url=visitor.hub.settings.public_url)
-    # After the first transaction ends: SQLite allows one writer, and each unit may write.
+    # The agreement's audit trail, read in a unit of its own.
     history = _history(visitor, agreement_id)
     steward_of_provider = actor.role.value == "steward" and actor.agency_slug == read.provider
     context = {
@@ -178,7 +178,7 @@ def _agreement_page(
 def _history(visitor: Visitor, agreement_id: str) -> list[dict[str, Any]]:
     """The audit records naming this agreement that the viewer may read, newest first."""
     actor = visitor.require_actor()
-    with visitor.unit() as db:
+    with visitor.read() as db:
         try:
             page = audit.list_records(db, actor=actor, limit=HISTORY_LIMIT)
         except Forbidden:
@@ -196,7 +196,7 @@ def _request_page(
     status: int = 200,
 ) -> Response:
     actor = visitor.require_actor()
-    with visitor.unit() as db:
+    with visitor.read() as db:
         dataset = catalog.get_visible_dataset(db=db, actor=actor, ref=ref)
         fields = catalog.current_schema(db=db, dataset=dataset).fields
         title = dataset.title

@@ -65,9 +65,9 @@ def verify(visitor: FormVisitorDep) -> Response:
 def _page(visitor: Visitor, verdict: Verdict | None) -> Response:
     actor = visitor.require_actor()
     agency = None if is_allowed(actor, Action.audit_read_all) else actor.agency_slug
-    with visitor.unit() as db:
-        signed = audit.checkpoint(db, visitor.hub)
-        checkpoint = {"size": signed.size, "note": signed.note, "signed_at": signed.signed_at}
+    signed = audit.latest_signed(visitor.hub)
+    checkpoint = {"size": signed.size, "note": signed.note, "signed_at": signed.signed_at}
+    with visitor.read() as db:
         records = _history(db, actor, agency)
     context: dict[str, Any] = {
         "checkpoint": checkpoint,

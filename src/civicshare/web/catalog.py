@@ -96,7 +96,7 @@ def _search_page(visitor: Visitor, portal: Portal, actor: Actor | None) -> Respo
     if portal.public:
         filters["visibility"] = "public"
     page = _page_number(params.get("page", "1"))
-    with visitor.unit() as db:
+    with visitor.read() as db:
         result = catalog.search(
             db=db,
             actor=actor,
@@ -121,7 +121,7 @@ def _search_page(visitor: Visitor, portal: Portal, actor: Actor | None) -> Respo
 def _dataset_page(visitor: Visitor, portal: Portal, actor: Actor | None, ref: str) -> Response:
     params = visitor.request.query_params
     purpose = _purpose(params.get("purpose", ""))
-    with visitor.unit() as db:
+    with visitor.read() as db:
         dataset = _find(db, portal, actor, ref)
         schema = catalog.current_schema(db=db, dataset=dataset)
         versions = storage.list_versions(db=db, dataset=dataset)

@@ -141,7 +141,7 @@ def _console_actor(visitor: Visitor) -> Actor:
 
 
 def _tables(visitor: Visitor, actor: Actor) -> list[QueryableTable]:
-    with visitor.unit() as db:
+    with visitor.read() as db:
         return policy.queryable_tables(db=db, actor=actor)
 
 

@@ -43,6 +43,12 @@ class Visitor:
         with self.hub.db.session() as db:
             yield db
 
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only unit of work, for pages that neither write nor audit."""
+        with self.hub.db.read_session() as db:
+            yield db
+
     def require_actor(self) -> Actor:
         if self.actor is None:
             raise LoginRequired("please log in to see this page")
@@ -63,13 +69,22 @@ class Visitor:
         )
 
 
+def _logged_in(hub: Hub, secret: str) -> Actor | None:
+    """The session's actor, looked up without the write turn unless the session needs a write."""
+    with hub.db.read_session() as db:
+        actor, settled = sessions.resolve_read_only(db=db, secret=secret)
+    if settled:
+        return actor
+    with hub.db.session() as db:
+        return sessions.resolve(db=db, secret=secret)
+
+
 def get_visitor(request: Request) -> Visitor:
     hub: Hub = request.app.state.hub
     session_secret = request.cookies.get(security.SESSION_COOKIE) or None
     actor = None
     if session_secret:
-        with hub.db.session() as db:
-            actor = sessions.resolve(db=db, secret=session_secret)
+        actor = _logged_in(hub, session_secret)
         if actor is None:
             session_secret = None
     csrf_secret = request.cookies.get(security.CSRF_COOKIE) or ""

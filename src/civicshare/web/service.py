@@ -45,16 +45,41 @@ def login(*, db: Session, email: str, password: str) -> tuple[Actor, str]:
 
 def resolve(*, db: Session, secret: str) -> Actor | None:
     """The actor of a live session, or None (expired, idle, deactivated or unknown)."""
-    row = db.scalar(select(WebSession).where(WebSession.token_hash == crypto.hash_token(secret)))
+    row = _session_row(db, secret)
     if row is None:
         return None
     now = utcnow()
-    if row.expires_at <= now or now - row.last_seen_at > IDLE_TIMEOUT or not row.user.is_active:
+    if _ended(row, now):
         db.delete(row)
         return None
     if now - row.last_seen_at > LAST_SEEN_RESOLUTION:
         row.last_seen_at = now
     return agency_service.actor_for(row.user)
+
+
+def resolve_read_only(*, db: Session, secret: str) -> tuple[Actor | None, bool]:
+    """Like ``resolve`` in a read-only session: (actor, True), or (None, False) when it must write.
+
+    Most page views find a live session seen less than ``LAST_SEEN_RESOLUTION`` ago: nothing to
+    write, so they need not take the database's write turn (SQLite has one). An unknown secret
+    is settled too (None, True). An ended session (to delete) or a stale ``last_seen_at`` (to
+    touch) is left to ``resolve``.
+    """
+    row = _session_row(db, secret)
+    if row is None:
+        return None, True
+    now = utcnow()
+    if _ended(row, now) or now - row.last_seen_at > LAST_SEEN_RESOLUTION:
+        return None, False
+    return agency_service.actor_for(row.user), True
+
+
+def _session_row(db: Session, secret: str) -> WebSession | None:
+    return db.scalar(select(WebSession).where(WebSession.token_hash == crypto.hash_token(secret)))
+
+
+def _ended(row: WebSession, now: dt.datetime) -> bool:
+    return row.expires_at <= now or now - row.last_seen_at > IDLE_TIMEOUT or not row.user.is_active
 
 
 def logout(*, db: Session, secret: str) -> None:

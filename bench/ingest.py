@@ -133,6 +133,21 @@ def generate(rows: int) -> Path:
 
 
 def peak_rss_mb() -> float:
+    """This process's own peak resident memory, in MB.
+
+    Not ``ru_maxrss``: on Linux a child started by ``subprocess`` inherits its parent's peak in
+    that figure (the exec'd process reports at least what the parent ever held; measured: a
+    parent that once held 600 MB makes every later child report 613 MB). The benchmark's
+    parent generates the CSVs with DuckDB, so the children would report its peak, not theirs.
+    ``VmHWM`` is the high-water mark of the process's own address space, new at exec.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

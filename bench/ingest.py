@@ -157,8 +157,8 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def child_civicshare(path: Path) -> dict[str, Any]:
-    """One validated ingest into a fresh hub (runs in its own process)."""
+def new_bench_hub(home: Path) -> Any:
+    """A hub in ``home`` with agency ``bench`` and its empty dataset ``bench.people``."""
     from civicshare.agency import service as agency_service
     from civicshare.agency.models import AgencyCreate
     from civicshare.catalog import service as catalog
@@ -166,36 +166,51 @@ def child_civicshare(path: Path) -> dict[str, Any]:
     from civicshare.catalog.tableschema import TableSchema
     from civicshare.config import Settings
     from civicshare.hub import init_home
+    from civicshare.permissions import CLI_ADMIN
+
+    hub, _ = init_home(Settings(home=home))
+    with hub.db.session() as db:
+        agency_service.create_agency(
+            db=db, actor=CLI_ADMIN, data=AgencyCreate(slug="bench", title="Bench")
+        )
+        catalog.create_dataset(
+            db=db,
+            actor=CLI_ADMIN,
+            data=DatasetCreate(
+                agency="bench",
+                slug="people",
+                title="People",
+                table_schema=TableSchema.model_validate(SCHEMA),
+            ),
+        )
+    return hub
+
+
+def ingest_into(hub: Any, path: Path, mode: str = "append") -> Any:
+    """``path`` ingested into ``bench.people`` in one unit of work; returns the report."""
+    from civicshare.catalog import service as catalog
     from civicshare.ingest import service as ingest
     from civicshare.permissions import CLI_ADMIN
 
+    with hub.db.session() as db:
+        dataset = catalog.get_dataset(db=db, ref="bench.people")
+        return ingest.ingest_file(
+            db=db,
+            hub=hub,
+            actor=CLI_ADMIN,
+            dataset=dataset,
+            source=path,
+            filename=path.name,
+            mode=mode,
+        )
+
+
+def child_civicshare(path: Path) -> dict[str, Any]:
+    """One validated ingest into a fresh hub (runs in its own process)."""
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as folder:
-        hub, _ = init_home(Settings(home=Path(folder) / "home"))
-        with hub.db.session() as db:
-            agency_service.create_agency(
-                db=db, actor=CLI_ADMIN, data=AgencyCreate(slug="bench", title="Bench")
-            )
-            catalog.create_dataset(
-                db=db,
-                actor=CLI_ADMIN,
-                data=DatasetCreate(
-                    agency="bench",
-                    slug="people",
-                    title="People",
-                    table_schema=TableSchema.model_validate(SCHEMA),
-                ),
-            )
+        hub = new_bench_hub(Path(folder) / "home")
         started, cpu = time.perf_counter(), cpu_seconds()
-        with hub.db.session() as db:
-            dataset = catalog.get_dataset(db=db, ref="bench.people")
-            report = ingest.ingest_file(
-                db=db,
-                hub=hub,
-                actor=CLI_ADMIN,
-                dataset=dataset,
-                source=path,
-                filename=path.name,
-            )
+        report = ingest_into(hub, path)
         seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu
         hub.close()
     return {

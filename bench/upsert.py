@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.ingest import DATA, SCHEMA, cpu_seconds, generate, peak_rss_mb
+from bench.ingest import DATA, cpu_seconds, generate, ingest_into, new_bench_hub, peak_rss_mb
 
 
 def shifted(rows: int) -> Path:
@@ -50,58 +50,19 @@ def shifted(rows: int) -> Path:
 
 def child_prepare(home: Path, source: Path) -> dict[str, Any]:
     """A hub whose dataset bench.people holds ``source`` as version 1."""
-    from civicshare.agency import service as agency_service
-    from civicshare.agency.models import AgencyCreate
-    from civicshare.catalog import service as catalog
-    from civicshare.catalog.models import DatasetCreate
-    from civicshare.catalog.tableschema import TableSchema
-    from civicshare.config import Settings
-    from civicshare.hub import init_home
-    from civicshare.ingest import service as ingest
-    from civicshare.permissions import CLI_ADMIN
-
-    hub, _ = init_home(Settings(home=home))
-    with hub.db.session() as db:
-        agency_service.create_agency(
-            db=db, actor=CLI_ADMIN, data=AgencyCreate(slug="bench", title="Bench")
-        )
-        dataset = catalog.create_dataset(
-            db=db,
-            actor=CLI_ADMIN,
-            data=DatasetCreate(
-                agency="bench",
-                slug="people",
-                title="People",
-                table_schema=TableSchema.model_validate(SCHEMA),
-            ),
-        )
-        report = ingest.ingest_file(
-            db=db, hub=hub, actor=CLI_ADMIN, dataset=dataset, source=source, filename=source.name
-        )
+    hub = new_bench_hub(home)
+    report = ingest_into(hub, source)
     hub.close()
     return {"rows": report.rows_accepted}
 
 
 def child_upsert(home: Path, source: Path) -> dict[str, Any]:
-    from civicshare.catalog import service as catalog
     from civicshare.config import Settings
     from civicshare.hub import init_home
-    from civicshare.ingest import service as ingest
-    from civicshare.permissions import CLI_ADMIN
 
     hub, _ = init_home(Settings(home=home))  # opens the prepared home (creates nothing new)
     started, cpu = time.perf_counter(), cpu_seconds()
-    with hub.db.session() as db:
-        dataset = catalog.get_dataset(db=db, ref="bench.people")
-        report = ingest.ingest_file(
-            db=db,
-            hub=hub,
-            actor=CLI_ADMIN,
-            dataset=dataset,
-            source=source,
-            filename=source.name,
-            mode="upsert",
-        )
+    report = ingest_into(hub, source, mode="upsert")
     seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu
     hub.close()
     return {

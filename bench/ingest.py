@@ -235,8 +235,13 @@ def child_duckdb(path: Path) -> dict[str, Any]:
 
 
 def run_child(kind: str, path: Path) -> dict[str, Any]:
+    return child_result("bench.ingest", kind, str(path))
+
+
+def child_result(module: str, *args: str) -> dict[str, Any]:
+    """``python -m MODULE --child ARGS...`` in a fresh process: its last line, as JSON."""
     output = subprocess.run(
-        [sys.executable, "-m", "bench.ingest", "--child", kind, str(path)],
+        [sys.executable, "-m", module, "--child", *args],
         check=True,
         capture_output=True,
         text=True,

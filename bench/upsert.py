@@ -18,14 +18,21 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.ingest import DATA, cpu_seconds, generate, ingest_into, new_bench_hub, peak_rss_mb
+from bench.ingest import (
+    DATA,
+    child_result,
+    cpu_seconds,
+    generate,
+    ingest_into,
+    new_bench_hub,
+    peak_rss_mb,
+)
 
 
 def shifted(rows: int) -> Path:
@@ -93,15 +100,7 @@ def child_duckdb(stored: Path, source: Path) -> dict[str, Any]:
 
 
 def run_child(*args: str) -> dict[str, Any]:
-    output = subprocess.run(
-        [sys.executable, "-m", "bench.upsert", "--child", *args],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=Path(__file__).parent.parent,
-    ).stdout
-    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
-    return result
+    return child_result("bench.upsert", *args)
 
 
 def measure(rows: int, repeat: int, work: Path) -> list[dict[str, Any]]:

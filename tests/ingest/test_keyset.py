@@ -78,6 +78,32 @@ def test_dates_and_a_null_stored_key_never_matches_key_zero() -> None:
     check(integers, [(0,), (5,)], [(None,), (0,), (6,)])
 
 
+def test_floats_geopoints_and_quoted_names() -> None:
+    numbers = pa.schema([("x", pa.float64())])
+    nan, zero = float("nan"), 0.0
+    check_rows = KeySet(table([(nan,), (zero,)], numbers))
+    try:
+        assert check_rows.contains(
+            table([(nan,), (-zero,), (1.0,), (None,)], numbers)
+        ).tolist() == [
+            True,
+            True,
+            False,
+            False,
+        ]
+    finally:
+        check_rows.close()
+    point = pa.struct([("lon", pa.float64()), ("lat", pa.float64())])
+    points = pa.schema([("loc", point)])
+    incoming = [({"lon": 1.0, "lat": 2.0},), (None,)]
+    stored = [({"lon": 1.0, "lat": 2.0},), ({"lon": 2.0, "lat": 1.0},), (None,)]
+    for kind in (KeySet, CollidingKeySet):
+        found = kind(table(incoming, points)).contains(table(stored, points))
+        assert found.tolist() == [True, False, True], kind.__name__  # null is null
+    quoted = pa.schema([("a", pa.string()), ('b"c', pa.string())])
+    check(quoted, [("x", "y")], [("x", "y"), ("x", "z")])
+
+
 def test_empty_sides() -> None:
     schema = pa.schema([("id", pa.int64())])
     check(schema, [], [(1,), (None,)])

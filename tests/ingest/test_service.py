@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from civicshare.catalog import service as catalog
 from civicshare.catalog.tableschema import SchemaField, TableSchema
 from civicshare.errors import Forbidden, Invalid
 from civicshare.hub import Hub
@@ -446,6 +447,123 @@ def test_upsert_by_another_key_keeps_the_primary_key_unique(
     assert {rule: n for rule, n in report.errors_by_rule.items() if n} == {"primaryKey": 1}
     assert [r.row for r in report.rejections] == [2]
     assert _emails(db, hub, dataset) == {9: "a@x.org", 2: "b@x.org", 3: "c@x.org"}
+
+
+def _dataset_with(
+    hub: Hub, db: Session, tmp_path: Path, ref: str, schema: dict[str, Any], csv_text: str
+) -> Any:
+    dataset = make_dataset(db, ref, schema)
+    path = tmp_path / f"{ref}.csv"
+    path.write_text(csv_text)
+    assert run(hub, db, dataset, path, "append").rows_rejected == 0
+    return dataset
+
+
+def _upsert_text(
+    hub: Hub, db: Session, dataset: Any, tmp_path: Path, csv_text: str, **kw: Any
+) -> Any:
+    path = tmp_path / "upsert.csv"
+    path.write_text(csv_text)
+    return run(hub, db, dataset, path, "upsert", **kw)
+
+
+def test_append_checks_unique_values_against_stored_rows(
+    hub: Hub, db: Session, tmp_path: Path
+) -> None:
+    dataset = _contacts(hub, db, tmp_path, "append_unique")
+    path = tmp_path / "more.csv"
+    path.write_text("id,email\n6,a@x.org\n7,g@x.org\n")
+    report = run(hub, db, dataset, path, "append")
+    assert (report.rows_accepted, report.rows_rejected) == (1, 1)
+    assert {r.rule for r in report.rejections} == {"unique"}
+
+
+def test_upsert_counts_a_row_once_per_rule_when_it_breaks_it_twice(
+    hub: Hub, db: Session, tmp_path: Path
+) -> None:
+    # Row 2 repeats row 1 within the file and a kept stored row: one rejection, one count.
+    dataset = _contacts(hub, db, tmp_path, "twice")
+    report = _upsert(hub, db, dataset, tmp_path / "u.csv", "4,a@x.org\n5,a@x.org\n")
+    assert report.rows_rejected == 2
+    assert report.errors_by_rule["unique"] == 2
+    assert sorted(r.row for r in report.rejections) == [1, 2]
+
+
+def test_upsert_matches_keys_stored_under_an_earlier_schema(
+    hub: Hub, db: Session, tmp_path: Path
+) -> None:
+    schema: dict[str, Any] = {
+        "fields": [{"name": "id", "type": "integer"}, {"name": "v", "type": "string"}],
+        "primaryKey": ["id"],
+    }
+    dataset = _dataset_with(hub, db, tmp_path, "health.widened", schema, "id,v\n1,one\n2,two\n")
+    schema["fields"][0]["type"] = "number"  # integers widen to numbers: not a breaking change
+    catalog.update_schema(
+        db=db, actor=CLI_ADMIN, dataset=dataset, table_schema=TableSchema.model_validate(schema)
+    )
+    report = _upsert_text(hub, db, dataset, tmp_path, "id,v\n1,new\n")
+    assert report.details["rows_replaced"] == 1
+    assert sorted((r["id"], r["v"]) for r in stored_rows(db, hub, dataset)) == [
+        (1.0, "new"),
+        (2.0, "two"),
+    ]
+
+
+def test_upsert_by_a_geopoint_key_and_a_nan_key(hub: Hub, db: Session, tmp_path: Path) -> None:
+    points: dict[str, Any] = {
+        "fields": [{"name": "loc", "type": "geopoint"}, {"name": "v", "type": "string"}],
+        "primaryKey": ["loc"],
+    }
+    stored = 'loc,v\n"1.5, 2.5",old\n"3, 4",other\n'
+    dataset = _dataset_with(hub, db, tmp_path, "transport.points", points, stored)
+    report = _upsert_text(hub, db, dataset, tmp_path, 'loc,v\n"1.5, 2.5",new\n')
+    assert report.details["rows_replaced"] == 1
+    assert sorted(r["v"] for r in stored_rows(db, hub, dataset)) == ["new", "other"]
+    readings: dict[str, Any] = {
+        "fields": [{"name": "x", "type": "number"}, {"name": "v", "type": "string"}],
+        "primaryKey": ["x"],
+    }
+    dataset = _dataset_with(hub, db, tmp_path, "transport.nan", readings, "x,v\nNaN,old\n1,one\n")
+    report = _upsert_text(hub, db, dataset, tmp_path, "x,v\nNaN,new\n")
+    assert report.details["rows_replaced"] == 1  # as an append finds NaN repeating NaN
+    assert sorted(r["v"] for r in stored_rows(db, hub, dataset)) == ["new", "one"]
+
+
+def test_upsert_ends_when_a_kept_row_holds_minus_zero(
+    hub: Hub, db: Session, tmp_path: Path
+) -> None:
+    schema: dict[str, Any] = {
+        "fields": [
+            {"name": "id", "type": "integer"},
+            {"name": "reading", "type": "number", "constraints": {"unique": True}},
+        ],
+        "primaryKey": ["id"],
+    }
+    dataset = _dataset_with(hub, db, tmp_path, "health.zero", schema, "id,reading\n1,-0\n2,5\n")
+    report = _upsert_text(hub, db, dataset, tmp_path, "id,reading\n3,0\n4,6\n")
+    assert (report.rows_accepted, report.rows_rejected) == (1, 1)  # -0 and 0 are one value
+    assert sorted(r["id"] for r in stored_rows(db, hub, dataset)) == [1, 2, 4]
+
+
+def test_upsert_by_another_key_keeps_a_composite_primary_key_unique(
+    hub: Hub, db: Session, tmp_path: Path
+) -> None:
+    schema: dict[str, Any] = {
+        "fields": [
+            {"name": "site", "type": "string"},
+            {"name": "day", "type": "date"},
+            {"name": "ref", "type": "string", "constraints": {"unique": True}},
+        ],
+        "primaryKey": ["site", "day"],
+    }
+    stored = "site,day,ref\nA,2024-01-01,r1\nB,2024-01-01,r2\n"
+    dataset = _dataset_with(hub, db, tmp_path, "health.sites", schema, stored)
+    lines = "site,day,ref\nA,2024-01-01,r9\nB,2024-01-01,r2\n"  # r9 is new: (A, day) is r1's
+    report = _upsert_text(hub, db, dataset, tmp_path, lines, key=["ref"])
+    assert {rule: n for rule, n in report.errors_by_rule.items() if n} == {"primaryKey": 1}
+    (rejection,) = report.rejections
+    assert (rejection.row, rejection.field) == (1, "site, day")
+    assert sorted(r["ref"] for r in stored_rows(db, hub, dataset)) == ["r1", "r2"]
 
 
 def test_upsert_with_duplicate_keys_in_the_file_keeps_the_first(

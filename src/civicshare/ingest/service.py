@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import select
@@ -69,9 +71,9 @@ class ErrorRateExceeded(Exception):
 
 
 class KeptValuesFound(Exception):
-    """Raised by an upsert whose rows repeat unique values of stored rows it keeps: redone."""
+    """Raised by an upsert whose rows hold values of stored rows it keeps: the pass is redone."""
 
-    def __init__(self, values: dict[str, pa.Array]) -> None:
+    def __init__(self, values: dict[str, pa.Table]) -> None:
         super().__init__("values held by kept stored rows")
         self.values = values
 
@@ -126,12 +128,12 @@ def ingest_file(
     started = utcnow()
     clock = time.perf_counter()
     repeats: dict[str, pa.Array] = {}
-    kept_values: dict[str, pa.Array] = {}
+    kept_values: dict[str, pa.Table] = {}
     while True:
         # Usually one pass. Keys are checked for repeats once the pass is over; if there are
         # any, that write is abandoned (unreferenced segments) and a second pass rejects them.
-        # An upsert whose rows repeat a unique value of a stored row it keeps is redone the same
-        # way, until no accepted row does (each pass rejects more, so this ends).
+        # An upsert whose rows hold a unique value of a stored row it keeps is redone the same
+        # way once, rejecting them (which ones is settled in memory: ``_held_by_kept_rows``).
         table = open_table(source, filename=filename, format=format, encoding=encoding)
         only = key_fields if chosen == "delete" else None
         validator = Validator(schema, table.columns, only_fields=only)
@@ -157,7 +159,11 @@ def ingest_file(
             repeats = found.repeats
             continue
         except KeptValuesFound as found:
-            kept_values = _with_more(kept_values, found.values)
+            if kept_values:
+                # The pass that rejected every row the check named found more: the check and
+                # the validator disagree on equality. Stop rather than loop.
+                raise RuntimeError("an upsert's uniqueness check did not settle") from None
+            kept_values = found.values
             continue
         finally:
             validator.close()
@@ -181,13 +187,6 @@ def ingest_file(
         started,
     )
     return IngestReport.of(record)
-
-
-def _with_more(known: dict[str, pa.Array], found: dict[str, pa.Array]) -> dict[str, pa.Array]:
-    merged = dict(known)
-    for name, values in found.items():
-        merged[name] = pa.concat_arrays([merged[name], values]) if name in merged else values
-    return merged
 
 
 class _Failed:
@@ -356,19 +355,20 @@ def _store(
         return version.number, {}
     assert key is not None
     counts = {"rows_kept": 0, "rows_replaced_or_deleted": 0}
-    unique = _unique_beside_key(validator, key) if mode == "upsert" else []
+    constraints = _constraints_beside_key(validator, key) if mode == "upsert" else {}
     with SealedSpool() as spill:
         upserted = spill if mode == "upsert" else None
-        wanted = list(dict.fromkeys(key + unique))
+        wanted = _columns(key, constraints)
         incoming = _keys_and_spill(batches, wanted, validator.target.remove_metadata(), upserted)
         # Compared in the stored types, which the incoming rows are cast to as well.
-        incoming = incoming.cast(pa.schema([target.field(name) for name in wanted]))
+        incoming = incoming.cast(_select(target, wanted))
         keys = KeySet(incoming.select(key))
         try:
-            held = _held_by_kept_rows(db, hub, dataset, keys, incoming.select(unique))
-            del incoming  # the sets hold their own copies, in code order
-            if held:
-                raise KeptValuesFound(held)
+            if constraints:
+                held = _held_by_kept_rows(db, hub, dataset, keys, incoming, constraints, target)
+                if held:
+                    raise KeptValuesFound(held)
+            del incoming  # the key set holds its own copy
             version = storage.write_version(
                 db=db,
                 hub=hub,
@@ -388,46 +388,138 @@ def _store(
     }
 
 
-def _unique_beside_key(validator: Validator, key: list[str]) -> list[str]:
-    """Single fields whose values must stay unique across the version, other than the key's.
+Constraints = dict[str, list[str]]  # "primaryKey" / "unique:NAME" -> its columns
 
-    A stored row the upsert replaces gives up its values; one it keeps holds on to them.
+
+def _constraints_beside_key(validator: Validator, key: list[str]) -> Constraints:
+    """What must stay unique across the new version, other than the upsert's key itself.
+
+    A stored row the upsert replaces gives up its values; one it keeps holds on to them. A
+    unique field that is the whole key cannot clash (its kept rows have other values).
     """
-    fields = [name for name in validator.unique_fields if [name] != key]
+    constraints = {f"unique:{name}": [name] for name in validator.unique_fields if [name] != key}
     primary = validator.primary_key
-    if len(primary) == 1 and primary != key:
-        fields.append(primary[0])
-    return fields
+    if primary and primary != key and len(primary) == len(validator.schema.primaryKey):
+        constraints["primaryKey"] = primary
+    return constraints
+
+
+def _columns(key: list[str], constraints: Constraints) -> list[str]:
+    return list(dict.fromkeys(key + [name for names in constraints.values() for name in names]))
+
+
+def _select(schema: pa.Schema, names: list[str]) -> pa.Schema:
+    return pa.schema([schema.field(name) for name in names])
 
 
 def _held_by_kept_rows(
-    db: Session, hub: Hub, dataset: Dataset, keys: KeySet, incoming: pa.Table
-) -> dict[str, pa.Array]:
-    """Per field of ``incoming``: its values that a stored row the upsert keeps already holds."""
-    if not incoming.num_columns or not storage.list_versions(db=db, dataset=dataset):
+    db: Session,
+    hub: Hub,
+    dataset: Dataset,
+    keys: KeySet,
+    incoming: pa.Table,
+    constraints: Constraints,
+    target: pa.Schema,
+) -> dict[str, pa.Table]:
+    """Per constraint, the values that stored rows kept by the upsert hold and file rows repeat.
+
+    Rejecting the file rows that repeat them keeps the stored rows of their keys, whose values
+    may bind further file rows: followed here in memory to the end (the stored rows the file
+    replaces are few, at most one per file row), so one more pass over the file rejects exactly
+    the rows named.
+    """
+    if not storage.list_versions(db=db, dataset=dataset):
         return {}
-    names = incoming.column_names
-    values = {name: KeySet(_present(incoming.select([name]))) for name in names}
-    held: dict[str, list[pa.Array]] = {name: [] for name in names}
+    mine = {name: _ValueSet(incoming.select(columns)) for name, columns in constraints.items()}
     try:
-        columns = list(dict.fromkeys(keys.columns + names))
-        for batch in storage.read_version(db=db, hub=hub, dataset=dataset, columns=columns):
-            stored = pa.Table.from_batches([batch])
-            kept = stored.filter(pa.array(~keys.contains(stored.select(keys.columns))))
-            for name in names:
-                column = _present(kept.select([name]))
-                found = column.filter(pa.array(values[name].contains(column)))
-                if found.num_rows:
-                    held[name].append(found.column(name).combine_chunks())
+        held, replaced = _stored_values(db, hub, dataset, keys, mine, target)
+        rejected = np.zeros(incoming.num_rows, dtype=np.bool_)
+        frontier = {name: list(tables) for name, tables in held.items()}
+        while True:
+            # Only the values found last round can reject rows not rejected yet.
+            open_rows = np.flatnonzero(~rejected)
+            newly = np.zeros(incoming.num_rows, dtype=np.bool_)
+            newly[open_rows] = _holding(incoming.take(pa.array(open_rows)), frontier)
+            if not newly.any():
+                break
+            rejected |= newly
+            # Their keys no longer replace stored rows: those rows are kept, with their values.
+            freed = KeySet(incoming.select(keys.columns).filter(pa.array(newly)))
+            back = freed.contains(replaced.select(keys.columns))
+            for name, value_set in mine.items():
+                frontier[name] = [value_set.repeated_by(replaced.filter(pa.array(back)))]
+                held[name].extend(frontier[name])
+            replaced = replaced.filter(pa.array(~back))
     finally:
-        for value_set in values.values():
+        for value_set in mine.values():
             value_set.close()
-    return {name: pa.concat_arrays(found) for name, found in held.items() if found}
+    return {
+        name: pa.concat_tables(tables)
+        for name, tables in held.items()
+        if sum(table.num_rows for table in tables)
+    }
 
 
-def _present(column: pa.Table) -> pa.Table:
-    """The rows of a one-column table whose value is not null (nulls repeat freely)."""
-    return column.filter(pc.is_valid(column.column(0)))
+def _stored_values(
+    db: Session,
+    hub: Hub,
+    dataset: Dataset,
+    keys: KeySet,
+    mine: dict[str, _ValueSet],
+    target: pa.Schema,
+) -> tuple[dict[str, list[pa.Table]], pa.Table]:
+    """One pass over the stored key and constraint columns (in the current schema's types).
+
+    Returns, per constraint, the kept rows' values that the file repeats, and the stored rows
+    (key and constraint columns) that the file replaces.
+    """
+    columns = _columns(keys.columns, {name: s.columns for name, s in mine.items()})
+    types = _select(target, columns)
+    held: dict[str, list[pa.Table]] = {name: [] for name in mine}
+    replaced: list[pa.Table] = []
+    for batch in storage.read_version(db=db, hub=hub, dataset=dataset, columns=columns):
+        stored = pa.Table.from_batches([batch]).select(columns).cast(types)
+        mask = keys.contains(stored.select(keys.columns))
+        kept = stored.filter(pa.array(~mask))
+        for name, value_set in mine.items():
+            held[name].append(value_set.repeated_by(kept))
+        replaced.append(stored.filter(pa.array(mask)))
+    return held, pa.concat_tables(replaced) if replaced else types.empty_table()
+
+
+def _holding(incoming: pa.Table, held: dict[str, list[pa.Table]]) -> npt.NDArray[np.bool_]:
+    """Which file rows hold a value of some constraint among ``held``."""
+    found = np.zeros(incoming.num_rows, dtype=np.bool_)
+    for tables in held.values():
+        values = [table for table in tables if table.num_rows]
+        if not values:
+            continue
+        found |= KeySet(pa.concat_tables(values)).contains(incoming)
+    return found
+
+
+class _ValueSet:
+    """The file's values of one constraint (rows with a null in it do not count)."""
+
+    def __init__(self, values: pa.Table) -> None:
+        self.columns = values.column_names
+        self._set = KeySet(_complete(values))
+
+    def repeated_by(self, stored: pa.Table) -> pa.Table:
+        """The values of ``stored`` rows (complete ones) that the file repeats."""
+        values = _complete(stored.select(self.columns))
+        return values.filter(pa.array(self._set.contains(values)))
+
+    def close(self) -> None:
+        self._set.close()
+
+
+def _complete(values: pa.Table) -> pa.Table:
+    """The rows without a null: a null repeats freely under Table Schema's unique."""
+    mask = pa.array(np.ones(values.num_rows, dtype=np.bool_))
+    for column in values.columns:
+        mask = pc.and_(mask, pc.is_valid(column))
+    return values.filter(mask)
 
 
 def _keys_and_spill(
@@ -501,7 +593,9 @@ def _merged(
     if storage.list_versions(db=db, dataset=dataset):
         for batch in storage.read_version(db=db, hub=hub, dataset=dataset):
             stored = pa.Table.from_batches([batch])
-            replaced = keys.contains(stored.select(keys.columns))
+            # A version written under an earlier schema comes back in its own types.
+            stored_keys = stored.select(keys.columns).cast(_select(target, keys.columns))
+            replaced = keys.contains(stored_keys)
             kept = stored.filter(pa.array(~replaced)).cast(target)
             counts["rows_kept"] += kept.num_rows
             counts["rows_replaced_or_deleted"] += stored.num_rows - kept.num_rows

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -26,6 +27,7 @@ from civicshare import crypto
 from civicshare.catalog.tableschema import SchemaField, TableSchema
 from civicshare.errors import Invalid
 from civicshare.ingest.infer import sql_name
+from civicshare.ingest.keyset import KeySet, key_codes
 from civicshare.ingest.standardise import FieldStandardiser, fold_enum
 
 RULES = (
@@ -244,35 +246,6 @@ class KeyLedger:
             self._folder = None
 
 
-def key_codes(hasher: duckdb.DuckDBPyConnection, keys: pa.Table) -> pa.Array:
-    """One int64 per row: the key itself when it is one integer-like column, else a hash.
-
-    Equal keys always get equal codes; unequal keys may share one (a hash collision), so a
-    code is a key's bucket, not its identity. A null key's code is null.
-    """
-    if keys.num_columns == 1 and exact_type(keys.schema.field(0).type):
-        column = keys.column(0).combine_chunks()
-        if not pa.types.is_integer(column.type):
-            column = column.view(pa.int32() if column.type.bit_width == 32 else pa.int64())
-        return pc.cast(column, pa.int64(), safe=False)
-    columns = ", ".join(f'"{c}"' for c in keys.column_names)
-    hasher.register("ledger_keys", keys)
-    try:
-        hashed = hasher.execute(f"SELECT hash({columns}) AS h FROM ledger_keys").to_arrow_table()
-    finally:
-        hasher.unregister("ledger_keys")
-    return pc.cast(hashed.column("h").combine_chunks(), pa.int64(), safe=False)
-
-
-def exact_type(kind: pa.DataType) -> bool:
-    return bool(
-        pa.types.is_integer(kind)
-        or pa.types.is_date(kind)
-        or pa.types.is_timestamp(kind)
-        or pa.types.is_time(kind)
-    )
-
-
 def _later_rows(entries: pa.Table) -> pa.Array:
     """The rows whose code an earlier row of ``entries`` already has.
 
@@ -326,9 +299,11 @@ class Validator:
         self.ledger = KeyLedger()
         # Repeated keys found by an earlier pass over the same file (see ``repeats``).
         self.known_repeats: dict[str, pa.Array] = {}
-        # Upserts: per field, values that stored rows the upsert keeps already hold (found by an
-        # earlier pass); a file row with one of them would break the field's uniqueness.
-        self.kept_values: dict[str, pa.Array] = {}
+        # Upserts: per constraint (``primaryKey``, ``unique:NAME``), the values that stored rows
+        # the upsert keeps hold (found after an earlier pass), as a table of the constraint's
+        # columns; a file row with one of them would break the constraint.
+        self.kept_values: dict[str, pa.Table] = {}
+        self._kept_sets: dict[str, KeySet] = {}
         self.unique_fields = [
             f.name for f in self.fields if f.constraints.unique and [f.name] != schema.primaryKey
         ]
@@ -337,6 +312,9 @@ class Validator:
 
     def close(self) -> None:
         self.ledger.close()
+        for kept in self._kept_sets.values():
+            kept.close()
+        self._kept_sets.clear()
 
     def repeats(self) -> dict[str, pa.Array]:
         """Rows whose primary key or unique value repeats an earlier one, after a full pass."""
@@ -366,7 +344,7 @@ class Validator:
             self.ledger.record("primaryKey", keys.select(self.primary_key), zeros)
         for name in self.unique_fields:
             if name in keys.column_names:
-                present = pc.is_valid(keys.column(name))
+                present = pc.is_valid(keys.column(name).combine_chunks())
                 self.ledger.record(
                     f"unique:{name}", keys.select([name]).filter(present), zeros.filter(present)
                 )
@@ -515,19 +493,35 @@ class Validator:
                     "repeats the value of an earlier row",
                 )
             )
-        for name, kept in self.kept_values.items():
-            rule = "primaryKey" if [name] == self.primary_key else "unique"
-            held = pc.is_in(columns[name], value_set=kept.cast(columns[name].type))
-            checks.append(
-                (
-                    name,
-                    rule,
-                    pc.fill_null(held, False),
-                    raw[name],
-                    "repeats the value of a stored row that this upsert keeps",
-                )
-            )
+        for constraint in self.kept_values:
+            checks.append(self._kept_check(constraint, columns, raw, numbers))
         return checks
+
+    def _kept_check(
+        self,
+        constraint: str,
+        columns: dict[str, pa.Array],
+        raw: dict[str, pa.Array],
+        numbers: pa.Array,
+    ) -> tuple[str | None, str, pa.Array, pa.Array | None, str]:
+        """Rows holding a value of ``constraint`` that a stored row the upsert keeps holds."""
+        names = self.kept_values[constraint].column_names
+        values = pa.table({name: columns[name] for name in names})
+        kept = self._kept_sets.get(constraint)
+        if kept is None:
+            kept = KeySet(self.kept_values[constraint].cast(values.schema))
+            self._kept_sets[constraint] = kept
+        # A row already flagged as a repeat within the file is not counted twice for the rule.
+        repeat = np.asarray(self._known(numbers, constraint).to_numpy(zero_copy_only=False))
+        held = pa.array(kept.contains(values) & ~repeat.astype(np.bool_))
+        single = len(names) == 1
+        return (
+            names[0] if single else ", ".join(names),
+            "primaryKey" if constraint == "primaryKey" else "unique",
+            held,
+            raw[names[0]] if single else None,
+            "repeats the value of a stored row that this upsert keeps",
+        )
 
     def _known(self, numbers: pa.Array, rule: str) -> pa.Array:
         repeats = self.known_repeats.get(rule)

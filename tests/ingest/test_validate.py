@@ -276,6 +276,30 @@ def test_key_ledger_finds_repeats_with_and_without_spilling(buffer_entries: int)
     assert found == {"unique:mail": [2, 3, 5, 7], "primaryKey": [3, 5]}
 
 
+@pytest.mark.parametrize("buffer_entries", [700, 1 << 20])
+def test_key_ledger_reports_the_later_row_of_every_repeat(buffer_entries: int) -> None:
+    """Repeats within a batch and across batches, spread over every partition: the first row of
+    each key is never reported, every later one is (the ledger orders a batch by partition)."""
+    keys = [(n * 7919) % 1500 for n in range(4000)]  # each key two or three times, far apart
+    ledger = KeyLedger(buffer_entries=buffer_entries)
+    try:
+        for start in range(0, len(keys), 300):
+            chunk = keys[start : start + 300]
+            rows = pa.array(range(start + 1, start + 1 + len(chunk)), pa.int64())
+            ledger.record("primaryKey", pa.table({"id": chunk}), rows)
+            ledger.record("unique:code", pa.table({"code": [f"k{k}" for k in chunk]}), rows)
+        found = {rule: rows.to_pylist() for rule, rows in ledger.repeats().items()}
+    finally:
+        ledger.close()
+    seen: set[int] = set()
+    later = []
+    for row, key in enumerate(keys, start=1):
+        if key in seen:
+            later.append(row)
+        seen.add(key)
+    assert found == {"primaryKey": later, "unique:code": later}
+
+
 def test_key_ledger_spills_only_ciphertext(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     planted = [f"planted-{n:05d}@example.org" for n in range(2000)]

@@ -10,6 +10,7 @@ codes that spills to encrypted files instead of growing memory with the file.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import tempfile
@@ -114,19 +115,43 @@ def match_columns(schema: TableSchema, columns: Sequence[str]) -> dict[str, str 
 _FIBONACCI = pa.scalar(-7046029254386353131, pa.int64())  # 0x9E3779B97F4A7C15 as int64
 
 
+@dataclass(frozen=True)
+class _Partitioned:
+    """Ledger entries ordered by partition (stably, so rows stay in order within one)."""
+
+    entries: pa.RecordBatch
+    starts: list[int]  # where each partition begins in ``entries``, then the end
+
+    @classmethod
+    def of(cls, entries: pa.RecordBatch, partitions: int) -> _Partitioned:
+        # Integer keys are often consecutive: mix the bits (Fibonacci hashing) before taking the
+        # top ones, so each partition gets its share. The multiplication wraps by design.
+        mixed = pc.multiply(entries.column("h"), _FIBONACCI)
+        part = pc.bit_wise_and(pc.shift_right(mixed, 58), partitions - 1)
+        counts = [0] * partitions
+        for item in pc.value_counts(part).to_pylist():
+            counts[int(item["values"])] = int(item["counts"])
+        ordered = entries.take(pc.sort_indices(part))
+        return cls(ordered, list(itertools.accumulate(counts, initial=0)))
+
+    def share(self, partition: int) -> pa.RecordBatch:
+        start = self.starts[partition]
+        return self.entries.slice(start, self.starts[partition + 1] - start)
+
+
 class KeyLedger:
     """Every key seen in one pass over a file, to find repeats once the pass is over.
 
     Each key becomes one 64-bit code next to its row number: the value itself for a single
-    integer or temporal column (exact), else DuckDB's 64-bit hash of the key columns. Appending a
-    batch's codes is cheap; the repeats are found at the end by sorting. Memory is fixed: once
-    ``buffer_entries`` codes are held, they are split by their top bits into ``PARTITIONS``
-    partitions and appended to spill files, **encrypted** (AES-256-GCM under a key that exists
-    only in this object), since even a hash of a small key space can be reversed by trying every
-    key. At the end each partition is sorted on its own, so the peak is one partition, not the
-    whole ledger. A hash collision between two different keys would flag a row as a repeat
-    wrongly: for n keys the chance is about n²/2⁶⁵ (3 in a million at 10 million string keys;
-    zero for single integer or date keys, which are not hashed).
+    integer or temporal column (exact), else DuckDB's 64-bit hash of the key columns. Each batch's
+    codes are ordered by partition (their top bits, one of ``PARTITIONS``) as they are recorded;
+    the repeats are found at the end by sorting. Memory is fixed: once ``buffer_entries`` codes
+    are held, each partition's share is appended to its spill file, **encrypted** (AES-256-GCM
+    under a key that exists only in this object), since even a hash of a small key space can be
+    reversed by trying every key. At the end each partition is sorted on its own, so the peak is
+    one partition, not the whole ledger. A hash collision between two different keys would flag
+    a row as a repeat wrongly: for n keys the chance is about n²/2⁶⁵ (3 in a million at 10
+    million string keys; zero for single integer or date keys, which are not hashed).
     """
 
     PARTITIONS = 64
@@ -137,7 +162,7 @@ class KeyLedger:
         self._hasher.execute("SET threads=1")
         self._secret = crypto.new_data_key()
         self._folder: str | None = None
-        self._buffers: dict[str, list[pa.RecordBatch]] = {}
+        self._buffers: dict[str, list[_Partitioned]] = {}
         self._buffered = 0
         self._blocks: dict[tuple[str, int], int] = {}  # spilled blocks per (rule, partition)
         self._rules: list[str] = []
@@ -153,36 +178,27 @@ class KeyLedger:
         if keys.num_rows == 0:
             return
         codes = self._codes(keys)
-        self._buffers[rule].append(
-            pa.RecordBatch.from_arrays([codes, pc.cast(rows, pa.int64())], names=["h", "r"])
-        )
+        entries = pa.RecordBatch.from_arrays([codes, pc.cast(rows, pa.int64())], names=["h", "r"])
+        self._buffers[rule].append(_Partitioned.of(entries, self.PARTITIONS))
         self._buffered += keys.num_rows
         if self._buffered >= self.buffer_entries:
             self._spill()
 
     def _spill(self) -> None:
+        # Partitioned batch by batch as recorded, so spilling allocates one partition's share at
+        # a time. Sorting the whole buffer here instead took ~15 MB more for a moment, and when
+        # that met the Parquet writer's busiest moment it set the ingest's peak RSS (higher the
+        # longer the file, as the two met at worse alignments).
         if self._folder is None:
             self._folder = tempfile.mkdtemp(prefix="civicshare-keys-")
             os.chmod(self._folder, 0o700)
-        for rule, batches in self._buffers.items():
-            if batches:
-                self._spill_rule(rule, pa.Table.from_batches(batches).combine_chunks())
+        for rule, pieces in self._buffers.items():
+            for partition in range(self.PARTITIONS):
+                shares = [share for piece in pieces if (share := piece.share(partition)).num_rows]
+                if shares:
+                    self._append(rule, partition, pa.concat_batches(shares))
             self._buffers[rule] = []
         self._buffered = 0
-
-    def _spill_rule(self, rule: str, entries: pa.Table) -> None:
-        # Integer keys are often consecutive: mix the bits (Fibonacci hashing) before taking the
-        # top ones, so each partition gets its share. The multiplication wraps by design.
-        mixed = pc.multiply(entries.column("h"), _FIBONACCI)
-        part = pc.bit_wise_and(pc.shift_right(mixed, 58), self.PARTITIONS - 1)
-        order = pc.sort_indices(part)
-        entries, part = entries.take(order), part.take(order)
-        counts = pc.value_counts(part)  # in order of appearance, i.e. ascending
-        offset = 0
-        for item in counts.to_pylist():
-            partition, count = int(item["values"]), int(item["counts"])
-            self._append(rule, partition, entries.slice(offset, count))
-            offset += count
 
     def _path(self, rule: str, partition: int) -> str:
         assert self._folder is not None
@@ -191,10 +207,10 @@ class KeyLedger:
     def _context(self, rule: str, partition: int, block: int) -> bytes:
         return f"key-ledger:{self._rules.index(rule)}:{partition}:{block}".encode()
 
-    def _append(self, rule: str, partition: int, entries: pa.Table) -> None:
+    def _append(self, rule: str, partition: int, entries: pa.RecordBatch) -> None:
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, entries.schema) as writer:
-            writer.write_table(entries)
+            writer.write_batch(entries)
         block = self._blocks.get((rule, partition), 0)
         sealed = crypto.aead_encrypt(
             self._secret,
@@ -224,7 +240,9 @@ class KeyLedger:
         for rule in self._rules:
             parts: Iterable[pa.Table]
             if self._folder is None:
-                batches = self._buffers[rule]
+                # Each piece is in partition order, but equal codes share a partition and keep
+                # their row order (stable sort), which is all ``_later_rows`` needs.
+                batches = [piece.entries for piece in self._buffers[rule]]
                 parts = [pa.Table.from_batches(batches)] if batches else []
             else:
                 parts = (

@@ -3,9 +3,9 @@
 The file streams through in batches: read as text (``readers``), checked and converted
 (``validate``), and handed to ``storage.write_version`` as it goes, so memory stays flat for
 appends and replaces. Upserts and deletes need the whole set of incoming keys before the stored
-rows can be filtered: they keep the incoming key columns in memory (8 bytes a row for an integer
-key), while an upsert's incoming rows wait in a sealed spill file until the stored version has
-streamed through.
+rows can be filtered: they keep the incoming key columns in memory (and, for an upsert, the
+columns that must stay unique across the version), while an upsert's incoming rows wait in a
+sealed spill file until the stored version has streamed through.
 Nothing becomes visible unless the whole ingest succeeds: segments are written first, and the
 version row is added in the caller's transaction.
 """
@@ -524,26 +524,26 @@ def _complete(values: pa.Table) -> pa.Table:
 
 def _keys_and_spill(
     batches: Iterator[pa.RecordBatch],
-    key: list[str],
+    columns: list[str],
     schema: pa.Schema,
     spill: SealedSpool | None,
 ) -> pa.Table:
-    """The incoming rows' ``key`` columns (only they stay in memory); whole rows go to ``spill``.
+    """The incoming rows' ``columns`` (only they stay in memory); whole rows go to ``spill``.
 
     The batches are consumed to the end first, so a batch over the error-rate limit raises here,
     before anything is written.
     """
-    keys: list[pa.RecordBatch] = []
+    kept: list[pa.RecordBatch] = []
     writer = None if spill is None else pa.ipc.new_stream(_spill_sink(spill), schema, options=SPILL)
     try:
         for batch in batches:
-            keys.append(batch.select(key))
+            kept.append(batch.select(columns))
             if writer is not None:
                 writer.write_batch(batch)
     finally:
         if writer is not None:
             writer.close()  # ends the stream; the spool stays open for ``_replayed``
-    return pa.Table.from_batches(keys, schema=pa.schema([schema.field(name) for name in key]))
+    return pa.Table.from_batches(kept, schema=_select(schema, columns))
 
 
 def _spill_sink(spill: SealedSpool) -> pa.NativeFile:

@@ -395,9 +395,9 @@ def _contacts(hub: Hub, db: Session, tmp_path: Path, name: str) -> Any:
     return dataset
 
 
-def _upsert(hub: Hub, db: Session, dataset: Any, path: Path, lines: str, **kw: Any) -> Any:
-    path.write_text("id,email\n" + lines)
-    return run(hub, db, dataset, path, "upsert", **kw)
+def _upsert(hub: Hub, db: Session, dataset: Any, tmp_path: Path, lines: str, **kw: Any) -> Any:
+    """An upsert of contacts (``lines`` under the ``id,email`` header)."""
+    return _upsert_text(hub, db, dataset, tmp_path, "id,email\n" + lines, **kw)
 
 
 def _emails(db: Session, hub: Hub, dataset: Any) -> dict[int, str]:
@@ -408,7 +408,7 @@ def test_upsert_may_take_a_unique_value_from_a_row_it_replaces(
     hub: Hub, db: Session, tmp_path: Path
 ) -> None:
     dataset = _contacts(hub, db, tmp_path, "swap")
-    report = _upsert(hub, db, dataset, tmp_path / "u.csv", "2,c@x.org\n3,z@x.org\n")
+    report = _upsert(hub, db, dataset, tmp_path, "2,c@x.org\n3,z@x.org\n")
     assert (report.rows_accepted, report.rows_rejected) == (2, 0)
     assert _emails(db, hub, dataset) == {1: "a@x.org", 2: "c@x.org", 3: "z@x.org"}
 
@@ -417,7 +417,7 @@ def test_upsert_rejects_a_unique_value_a_kept_stored_row_holds(
     hub: Hub, db: Session, tmp_path: Path
 ) -> None:
     dataset = _contacts(hub, db, tmp_path, "clash")
-    report = _upsert(hub, db, dataset, tmp_path / "u.csv", "4,a@x.org\n5,e@x.org\n")
+    report = _upsert(hub, db, dataset, tmp_path, "4,a@x.org\n5,e@x.org\n")
     assert (report.rows_accepted, report.rows_rejected) == (1, 1)
     assert {rule: n for rule, n in report.errors_by_rule.items() if n} == {"unique": 1}
     (rejection,) = report.rejections
@@ -432,7 +432,7 @@ def test_upsert_rejections_that_keep_a_stored_row_are_followed_to_the_end(
     # Row 2 (3 → a@x.org) clashes with kept row 1, so stored row 3 is kept after all; then
     # row 1 (2 → c@x.org) clashes with it too, which only a further pass can see.
     dataset = _contacts(hub, db, tmp_path, "cascade")
-    report = _upsert(hub, db, dataset, tmp_path / "u.csv", "2,c@x.org\n3,a@x.org\n")
+    report = _upsert(hub, db, dataset, tmp_path, "2,c@x.org\n3,a@x.org\n")
     assert (report.rows_accepted, report.rows_rejected) == (0, 2)
     assert sorted(r.row for r in report.rejections) == [1, 2]
     assert _emails(db, hub, dataset) == {1: "a@x.org", 2: "b@x.org", 3: "c@x.org"}
@@ -443,7 +443,7 @@ def test_upsert_by_another_key_keeps_the_primary_key_unique(
 ) -> None:
     dataset = _contacts(hub, db, tmp_path, "by_email")
     lines = "9,a@x.org\n2,q@x.org\n"  # a@x.org's row becomes id 9; id 2 is b@x.org's, kept
-    report = _upsert(hub, db, dataset, tmp_path / "u.csv", lines, key=["email"])
+    report = _upsert(hub, db, dataset, tmp_path, lines, key=["email"])
     assert {rule: n for rule, n in report.errors_by_rule.items() if n} == {"primaryKey": 1}
     assert [r.row for r in report.rejections] == [2]
     assert _emails(db, hub, dataset) == {9: "a@x.org", 2: "b@x.org", 3: "c@x.org"}
@@ -483,7 +483,7 @@ def test_upsert_counts_a_row_once_per_rule_when_it_breaks_it_twice(
 ) -> None:
     # Row 2 repeats row 1 within the file and a kept stored row: one rejection, one count.
     dataset = _contacts(hub, db, tmp_path, "twice")
-    report = _upsert(hub, db, dataset, tmp_path / "u.csv", "4,a@x.org\n5,a@x.org\n")
+    report = _upsert(hub, db, dataset, tmp_path, "4,a@x.org\n5,a@x.org\n")
     assert report.rows_rejected == 2
     assert report.errors_by_rule["unique"] == 2
     assert sorted(r.row for r in report.rejections) == [1, 2]

@@ -566,6 +566,18 @@ def test_upsert_by_another_key_keeps_a_composite_primary_key_unique(
     assert sorted(r["ref"] for r in stored_rows(db, hub, dataset)) == ["r1", "r2"]
 
 
+def test_upsert_by_a_key_the_file_lacks_is_refused_and_stores_nothing(
+    hub: Hub, db: Session, tmp_path: Path
+) -> None:
+    dataset = _contacts(hub, db, tmp_path, "keyless")
+    with pytest.raises(Invalid) as refused:
+        _upsert_text(hub, db, dataset, tmp_path, "id\n7\n8\n", key=["email"])
+    assert refused.value.code == "missing_columns"
+    assert refused.value.details == {"columns": ["email"]}
+    assert len(storage.list_versions(db=db, dataset=dataset)) == 1
+    assert _emails(db, hub, dataset) == {1: "a@x.org", 2: "b@x.org", 3: "c@x.org"}
+
+
 def test_upsert_with_duplicate_keys_in_the_file_keeps_the_first(
     hub: Hub, db: Session, tmp_path: Path
 ) -> None:

@@ -137,6 +137,7 @@ def ingest_file(
         table = open_table(source, filename=filename, format=format, encoding=encoding)
         only = key_fields if chosen == "delete" else None
         validator = Validator(schema, table.columns, only_fields=only)
+        _require_key_columns(validator, key_fields)
         validator.known_repeats = repeats
         validator.kept_values = kept_values
         tally = Tally()
@@ -261,6 +262,18 @@ def _mode(mode: str) -> IngestMode:
         if mode == known:
             return known
     raise Invalid(f"unknown mode '{mode}'; expected one of {list(MODES)}", code="bad_mode")
+
+
+def _require_key_columns(validator: Validator, key: list[str] | None) -> None:
+    """An upsert or delete by columns the file lacks would match nothing: refuse it up front."""
+    missing = [name for name in key or [] if validator.sources.get(name) is None]
+    if missing:
+        validator.close()
+        raise Invalid(
+            f"the file lacks the key columns: {', '.join(missing)}",
+            code="missing_columns",
+            details={"columns": missing},
+        )
 
 
 def _key(schema: TableSchema, mode: IngestMode, key: list[str] | None) -> list[str] | None:

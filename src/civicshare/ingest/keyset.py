@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 
-def key_codes(hasher: duckdb.DuckDBPyConnection, keys: pa.Table) -> pa.Array:
+def key_codes(keys: pa.Table) -> pa.Array:
     """One int64 per row: the key itself when it is one integer-like column, else a hash.
 
     Equal keys always get equal codes; unequal keys may share one (a hash collision), so a
@@ -38,6 +38,7 @@ def key_codes(hasher: duckdb.DuckDBPyConnection, keys: pa.Table) -> pa.Array:
             column = column.view(pa.int32() if column.type.bit_width == 32 else pa.int64())
         return pc.cast(column, pa.int64(), safe=False)
     columns = ", ".join('"' + c.replace('"', '""') + '"' for c in keys.column_names)
+    hasher = _hasher()
     hasher.register("ledger_keys", keys)
     try:
         hashed = hasher.execute(f"SELECT hash({columns}) AS h FROM ledger_keys").to_arrow_table()
@@ -100,7 +101,7 @@ class KeySet:
 
     def _codes(self, keys: pa.Table) -> npt.NDArray[np.int64]:
         # A null code (a null key under a test's codes) is bucketed with 0; comparison decides.
-        codes = pc.fill_null(key_codes(_hasher(), keys), 0)
+        codes = pc.fill_null(key_codes(keys), 0)
         return np.asarray(codes.to_numpy(zero_copy_only=False), dtype=np.int64)
 
     def __len__(self) -> int:

@@ -12,6 +12,7 @@ version row is added in the caller's transaction.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -369,8 +370,8 @@ def _store(
     assert key is not None
     counts = {"rows_kept": 0, "rows_replaced_or_deleted": 0}
     constraints = _constraints_beside_key(validator, key) if mode == "upsert" else {}
-    with SealedSpool() as spill:
-        upserted = spill if mode == "upsert" else None
+    # Only an upsert has rows to put back after the stored ones; a delete's file is its keys.
+    with SealedSpool() if mode == "upsert" else contextlib.nullcontext() as upserted:
         wanted = _columns(key, constraints)
         incoming = _keys_and_spill(batches, wanted, validator.target.remove_metadata(), upserted)
         # Compared in the stored types, which the incoming rows are cast to as well.

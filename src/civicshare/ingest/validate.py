@@ -19,7 +19,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -158,8 +157,6 @@ class KeyLedger:
 
     def __init__(self, buffer_entries: int = 1 << 18) -> None:
         self.buffer_entries = buffer_entries
-        self._hasher = duckdb.connect(":memory:")
-        self._hasher.execute("SET threads=1")
         self._secret = crypto.new_data_key()
         self._folder: str | None = None
         self._buffers: dict[str, list[_Partitioned]] = {}
@@ -168,7 +165,7 @@ class KeyLedger:
         self._rules: list[str] = []
 
     def _codes(self, keys: pa.Table) -> pa.Array:
-        return key_codes(self._hasher, keys)
+        return key_codes(keys)
 
     def record(self, rule: str, keys: pa.Table, rows: pa.Array) -> None:
         """Note the keys of ``rows`` (stored keys are recorded as row 0, before any file row)."""
@@ -257,7 +254,6 @@ class KeyLedger:
         return found
 
     def close(self) -> None:
-        self._hasher.close()
         self._buffers.clear()
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)

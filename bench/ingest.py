@@ -12,6 +12,10 @@ times, each in a fresh process so peak RSS is the process's own:
 Peak RSS of the civicshare ingest is measured for --rows and --big-rows files. It is the highest
 point of a process whose memory swings around a plateau, so one run says little: it is reported
 as min / median / max over the --repeat runs of the small file and --big-repeat runs of the big.
+Whether memory grows with the file is measured directly as well: the parent samples each big
+run's resident memory from /proc every few milliseconds and fits a line through the plateau
+(the ingest's middle, past the allocator's warm-up and before the final drain), reported in MB
+per million rows, with the mean of the plateau's first and last fifths.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -209,9 +214,11 @@ def child_civicshare(path: Path) -> dict[str, Any]:
     """One validated ingest into a fresh hub (runs in its own process)."""
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as folder:
         hub = new_bench_hub(Path(folder) / "home")
-        started, cpu = time.perf_counter(), cpu_seconds()
+        # time.monotonic is CLOCK_MONOTONIC, the clock of the parent's RSS samples too.
+        began, started, cpu = time.monotonic(), time.perf_counter(), cpu_seconds()
         report = ingest_into(hub, path)
         seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu
+        ended = time.monotonic()
         hub.close()
     return {
         "seconds": seconds,
@@ -219,6 +226,8 @@ def child_civicshare(path: Path) -> dict[str, Any]:
         "rows": report.rows_accepted,
         "rejected": report.rows_rejected,
         "peak_rss_mb": peak_rss_mb(),
+        "began": began,
+        "ended": ended,
     }
 
 
@@ -249,6 +258,78 @@ def child_result(module: str, *args: str) -> dict[str, Any]:
     ).stdout
     result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
     return result
+
+
+def sampled_child(path: Path) -> dict[str, Any]:
+    """``run_child("civicshare", path)``, with its resident memory sampled from outside.
+
+    Sampling from this process, not a thread of the child's, leaves the child's GIL and
+    allocator alone. Adds ``drift``: see ``plateau_drift``.
+    """
+    child = subprocess.Popen(
+        [sys.executable, "-m", "bench.ingest", "--child", "civicshare", str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+    )
+    samples: list[tuple[float, float]] = []
+    sampler = threading.Thread(target=_sample_rss, args=(child.pid, samples), daemon=True)
+    sampler.start()
+    output, _ = child.communicate()
+    sampler.join()
+    if child.returncode:
+        raise subprocess.CalledProcessError(child.returncode, child.args, output)
+    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+    window = [(t, rss) for t, rss in samples if result["began"] <= t <= result["ended"]]
+    result["drift"] = plateau_drift(window, result["rows"])
+    return result
+
+
+def _sample_rss(pid: int, samples: list[tuple[float, float]]) -> None:
+    page_mb = os.sysconf("SC_PAGE_SIZE") / 1e6
+    try:
+        with open(f"/proc/{pid}/statm") as statm:
+            while True:
+                statm.seek(0)
+                fields = statm.read().split()
+                if len(fields) < 2:  # the process has exited
+                    return
+                samples.append((time.monotonic(), int(fields[1]) * page_mb))
+                time.sleep(RSS_SAMPLE_SECONDS)
+    except (OSError, ProcessLookupError):
+        return  # the process is gone
+
+
+RSS_SAMPLE_SECONDS = 0.005
+# The plateau: RSS climbs for the first few hundred thousand rows while the allocators warm up
+# (measured: ~0.5M rows) and falls as the pipeline drains at the end.
+PLATEAU = (0.3, 0.95)
+
+
+def plateau_drift(samples: list[tuple[float, float]], rows: int) -> dict[str, float] | None:
+    """How resident memory moves across the ingest's plateau, from (time, MB) samples.
+
+    ``mb_per_million_rows`` is the slope of a least-squares line (rows assumed to go at an even
+    pace); ``first``/``last`` are the mean MB of the plateau's first and last fifths.
+    """
+    if len(samples) < 50 or rows <= 0:
+        return None
+    start, end = samples[0][0], samples[-1][0]
+    low, high = (start + (end - start) * share for share in PLATEAU)
+    plateau = [(t, mb) for t, mb in samples if low <= t <= high]
+    if len(plateau) < 50:
+        return None
+    times = [t for t, _ in plateau]
+    values = [mb for _, mb in plateau]
+    slope = statistics.linear_regression(times, values).slope  # MB per second
+    rows_per_second = rows / (end - start)
+    fifth = len(plateau) // 5
+    return {
+        "mb_per_million_rows": slope / rows_per_second * 1e6,
+        "first": statistics.fmean(values[:fifth]),
+        "last": statistics.fmean(values[-fifth:]),
+        "samples": len(plateau),
+    }
 
 
 def time_frictionless(path: Path) -> float | None:
@@ -338,12 +419,13 @@ def main(argv: list[str]) -> None:
             print(f"speed-up over frictionless: {speedup:.1f}x (target >= 20x)")
     if not args.skip_big:
         big = generate(args.big_rows)
-        larges = [run_child("civicshare", big) for _ in range(args.big_repeat)]
+        larges = [sampled_child(big) for _ in range(args.big_repeat)]
         for large in larges:
             assert large["rows"] == args.big_rows, large
             print(
                 f"civicshare {args.big_rows:,} rows: {large['seconds']:.1f}s, "
-                f"CPU {large['cpu_seconds']:.2f}s, peak RSS {large['peak_rss_mb']:.0f} MB"
+                f"CPU {large['cpu_seconds']:.2f}s, peak RSS {large['peak_rss_mb']:.0f} MB, "
+                f"{_drift(large['drift'])}"
             )
         small_peaks = [ours["peak_rss_mb"] for ours, _ in pairs]
         big_peaks = [large["peak_rss_mb"] for large in larges]
@@ -351,6 +433,16 @@ def main(argv: list[str]) -> None:
         print(f"peak RSS, {args.big_rows:,} rows ({len(big_peaks)} runs): {_spread(big_peaks)}")
         change = statistics.median(big_peaks) - statistics.median(small_peaks)
         print(f"median peak, big file minus small file: {change:+.0f} MB (target <= 0)")
+
+
+def _drift(drift: dict[str, float] | None) -> str:
+    if drift is None:
+        return "plateau too short to measure drift"
+    return (
+        f"plateau drift {drift['mb_per_million_rows']:+.2f} MB per million rows "
+        f"(mean RSS {drift['first']:.1f} MB in its first fifth, {drift['last']:.1f} MB in its "
+        f"last; {drift['samples']:.0f} samples)"
+    )
 
 
 def _spread(values: list[float]) -> str:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -705,3 +707,38 @@ def test_purge_shreds_every_quarantine_of_the_dataset(
     for _, sealed, wrapped in backups:
         assert sealed not in leftovers
         assert wrapped not in leftovers
+
+
+def test_parquet_timestamps_and_non_finite_floats_are_stored_as_written(
+    hub: Hub, db: Session, tmp_path: Path
+) -> None:
+    schema = {
+        "fields": [
+            {"name": "id", "type": "integer"},
+            {"name": "seen", "type": "datetime"},
+            {"name": "zoned", "type": "datetime"},
+            {"name": "level", "type": "number"},
+        ]
+    }
+    dataset = make_dataset(db, "transport.readings", schema)
+    when = dt.datetime(2024, 2, 29, 13, 45, 7, 250_000)
+    path = tmp_path / "readings.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "id": [1, 2, 3],
+                "seen": pa.array([when, when, None], pa.timestamp("us")),
+                # Stored as UTC instants; their New York wall time is five hours earlier.
+                "zoned": pa.array([when, None, when], pa.timestamp("ms", tz="America/New_York")),
+                "level": [float("nan"), float("inf"), -float("inf")],
+            }
+        ),
+        path,
+    )
+    report = run(hub, db, dataset, path, "append")
+    assert (report.rows_accepted, report.rows_rejected) == (3, 0)
+    rows = stored_rows(db, hub, dataset)
+    assert [r["seen"] for r in rows] == [when, when, None]
+    assert [r["zoned"] for r in rows] == [when, None, when]
+    assert math.isnan(rows[0]["level"])
+    assert [r["level"] for r in rows[1:]] == [math.inf, -math.inf]

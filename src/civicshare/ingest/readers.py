@@ -608,12 +608,35 @@ def _as_text(batch: pa.RecordBatch) -> pa.RecordBatch:
         elif pa.types.is_large_string(column.type) or pa.types.is_dictionary(column.type):
             arrays.append(pc.cast(column, pa.string()))
         elif pa.types.is_timestamp(column.type):
-            arrays.append(pc.strftime(column, format="%Y-%m-%dT%H:%M:%S.%f"))
+            arrays.append(_timestamp_text(column))
+        elif pa.types.is_floating(column.type):
+            arrays.append(_float_text(column))
         elif pa.types.is_nested(column.type):
             arrays.append(pa.array([_json_text(v) for v in column.to_pylist()], pa.string()))
         else:
             arrays.append(pc.cast(column, pa.string()))
     return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
+
+
+def _timestamp_text(column: pa.Array) -> pa.Array:
+    """ISO 8601 in UTC; Arrow's ``%S`` carries the fraction the unit holds (``%f`` is not one)."""
+    import pyarrow.compute as pc
+
+    if column.type.tz is not None:
+        # A zoned timestamp holds UTC: formatting it would give the zone's wall time instead.
+        column = pc.cast(column, pa.timestamp(column.type.unit))
+    return pc.strftime(column, format="%Y-%m-%dT%H:%M:%S")
+
+
+def _float_text(column: pa.Array) -> pa.Array:
+    """Decimal text, with NaN and infinities spelled as Table Schema's ``number`` reads them."""
+    import pyarrow.compute as pc
+
+    if pa.types.is_float16(column.type):
+        column = pc.cast(column, pa.float32())
+    text = pc.cast(column, pa.string())
+    infinite = pc.if_else(pc.greater(column, 0), "INF", "-INF")
+    return pc.if_else(pc.is_nan(column), "NaN", pc.if_else(pc.is_inf(column), infinite, text))
 
 
 # ---------------------------------------------------------------------------- Excel

@@ -143,6 +143,16 @@ def test_blank_and_repeated_headers_get_names(tmp_path: Path) -> None:
     assert open_table(path).columns == ["id", "column_2", "id_2"]
 
 
+def test_made_up_header_names_never_take_one_the_file_uses(tmp_path: Path) -> None:
+    path = tmp_path / "h.csv"
+    path.write_text("a,a,a_2,,column_4\n1,2,3,4,5\n")
+    table = read_all(path)
+    assert table.column_names == ["a", "a_3", "a_2", "column_4_2", "column_4"]
+    assert table.to_pylist() == [
+        {"a": "1", "a_3": "2", "a_2": "3", "column_4_2": "4", "column_4": "5"}
+    ]
+
+
 def test_ndjson_and_nested_objects(tmp_path: Path) -> None:
     path = tmp_path / "r.ndjson"
     path.write_text('{"a": 1, "b": {"c": "x", "d": [1, 2]}}\n{"a": 2.5, "e": true}\n')

@@ -332,17 +332,22 @@ def sniff_dialect(text: str) -> tuple[str, str]:
 
 
 def unique_headers(raw: list[str]) -> list[str]:
-    """Headers as in the file, with blanks named ``column_N`` and repeats suffixed ``_2``…"""
-    seen: dict[str, int] = {}
+    """Headers as in the file, with blanks named ``column_N`` and repeats suffixed ``_2``…
+
+    A made-up name never takes one the file itself uses (``a, a, a_2`` → ``a, a_3, a_2``):
+    two columns of one name would leave one of them unreachable.
+    """
+    written = {name for name in raw if name.strip()}
+    used: set[str] = set()
     result = []
     for index, name in enumerate(raw, start=1):
         label = name if name.strip() else f"column_{index}"
-        if label in seen:
-            seen[label] += 1
-            label = f"{label}_{seen[label]}"
-        else:
-            seen[label] = 1
-        result.append(label)
+        candidate, suffix = label, 1
+        while candidate in used or (candidate != name and candidate in written):
+            suffix += 1
+            candidate = f"{label}_{suffix}"
+        used.add(candidate)
+        result.append(candidate)
     return result
 
 

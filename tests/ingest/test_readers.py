@@ -137,6 +137,26 @@ def test_bom_crlf_semicolons_and_quoted_newlines(tmp_path: Path) -> None:
     assert table.column("note").to_pylist() == ["two\r\nlines", "a;b"]
 
 
+def test_a_quoted_line_break_in_the_header_does_not_shift_the_rows(tmp_path: Path) -> None:
+    path = tmp_path / "h.csv"
+    path.write_bytes(b'"case\nid",note\r\n1,"a\nb"\r\n2,c\r\n')
+    table = read_all(path)
+    assert table.column_names == ["case\nid", "note"]
+    assert table.to_pylist() == [
+        {"case\nid": "1", "note": "a\nb"},
+        {"case\nid": "2", "note": "c"},
+    ]
+
+
+@pytest.mark.parametrize("content", [b"id,name", b"id,name\n", b"id,name\r\n\r\n"])
+def test_a_header_alone_is_an_empty_table(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "h.csv"
+    path.write_bytes(content)
+    table = open_table(path)
+    assert table.columns == ["id", "name"]
+    assert list(table) == []
+
+
 def test_blank_and_repeated_headers_get_names(tmp_path: Path) -> None:
     path = tmp_path / "h.csv"
     path.write_text("id,,id\n1,2,3\n")

@@ -365,8 +365,27 @@ def sniff_csv(source: Source, encoding: str | None = None) -> Dialect:
 def _open_csv(source: Source, size: int, encoding: str | None, batch_rows: int) -> TableSource:
     dialect = sniff_csv(source, encoding)
     counter = ByteCounter()
-    batches = _csv_batches(source, dialect, counter, batch_rows)
+    batches = (
+        _csv_batches(source, dialect, counter, batch_rows)
+        if _has_data_rows(source, dialect)
+        else iter(())
+    )
     return TableSource("csv", dialect.header, batches, counter, size, dialect)
+
+
+def _has_data_rows(source: Source, dialect: Dialect) -> bool:
+    """False for a small file that is its header alone.
+
+    Arrow refuses a header that ends the file without a line break ("straddling object"): such a
+    file is an empty table, not a malformed one.
+    """
+    sample, complete = source.head(SAMPLE_BYTES)
+    if not complete:
+        return True
+    text = _decode_sample(sample, dialect.encoding)
+    rows = csv.reader(io.StringIO(text), delimiter=dialect.delimiter, quotechar=dialect.quotechar)
+    next(rows, None)
+    return any(row for row in rows)
 
 
 def _csv_batches(
@@ -374,8 +393,13 @@ def _csv_batches(
 ) -> Iterator[pa.RecordBatch]:
     columns = dialect.header
     arrow_encoding = "utf8" if dialect.encoding in ("utf-8", "utf_8") else dialect.encoding
+    # The header is skipped as a parsed row, not as a line: a quoted header name may hold a
+    # line break (``skip_rows`` would count it and read the header's tail as a data row).
     read_options = pacsv.ReadOptions(
-        column_names=columns, skip_rows=1, block_size=CSV_BLOCK_BYTES, encoding=arrow_encoding
+        column_names=columns,
+        skip_rows_after_names=1,
+        block_size=CSV_BLOCK_BYTES,
+        encoding=arrow_encoding,
     )
     parse_options = pacsv.ParseOptions(
         delimiter=dialect.delimiter,

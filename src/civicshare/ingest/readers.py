@@ -527,12 +527,24 @@ def iter_json_records(stream: io.TextIOBase, *, array: bool) -> Iterator[Any]:
             raise Invalid(
                 f"malformed JSON near character {exc.pos}", code="malformed_json"
             ) from exc
+        except RecursionError as exc:
+            raise Invalid("a JSON record is nested too deeply", code="malformed_json") from exc
         if end == len(buffer) and not eof and refill():
             continue  # a number cut at the chunk boundary would decode short; read on first
         position = end
         yield value
     if array and not finished:
         raise Invalid("the JSON array is not closed", code="malformed_json")
+    if finished:
+        _expect_only_whitespace(buffer[position + 1 :], stream)
+
+
+def _expect_only_whitespace(rest: str, stream: io.TextIOBase) -> None:
+    """Anything after the closing bracket (a second array, say) would be silently dropped."""
+    while rest:
+        if rest.strip(" \t\r\n"):
+            raise Invalid("the JSON file goes on after its array", code="malformed_json")
+        rest = stream.read(1 << 20)
 
 
 def _records_to_batch(records: list[dict[str, str | None]], columns: list[str]) -> pa.RecordBatch:

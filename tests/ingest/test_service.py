@@ -742,3 +742,32 @@ def test_parquet_timestamps_and_non_finite_floats_are_stored_as_written(
     assert [r["zoned"] for r in rows] == [when, None, when]
     assert math.isnan(rows[0]["level"])
     assert [r["level"] for r in rows[1:]] == [math.inf, -math.inf]
+
+
+def test_xlsx_date_cells_fill_date_fields_and_datetime_cells_datetime_fields(
+    hub: Hub, db: Session, tmp_path: Path
+) -> None:
+    from openpyxl import Workbook
+
+    schema = {
+        "fields": [
+            {"name": "id", "type": "integer"},
+            {"name": "born", "type": "date"},
+            {"name": "seen", "type": "datetime"},
+        ]
+    }
+    dataset = make_dataset(db, "health.visits", schema)
+    workbook = Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.append(["id", "born", "seen"])
+    sheet.append([1, dt.date(2024, 2, 29), dt.datetime(2024, 3, 1, 0, 0)])
+    sheet.append([2, dt.date(1999, 12, 31), dt.datetime(2024, 3, 1, 9, 30)])
+    path = tmp_path / "visits.xlsx"
+    workbook.save(path)
+    report = run(hub, db, dataset, path, "append")
+    assert (report.rows_accepted, report.rows_rejected) == (2, 0)
+    assert stored_rows(db, hub, dataset) == [
+        {"id": 1, "born": dt.date(2024, 2, 29), "seen": dt.datetime(2024, 3, 1)},
+        {"id": 2, "born": dt.date(1999, 12, 31), "seen": dt.datetime(2024, 3, 1, 9, 30)},
+    ]

@@ -683,12 +683,21 @@ def _float_text(column: pa.Array) -> pa.Array:
 # ---------------------------------------------------------------------------- Excel
 
 
-def _cell_text(value: Any) -> str | None:
+def _cell_text(value: Any, number_format: str | None = None) -> str | None:
+    """A cell's value as text; a date-formatted cell as an ISO date.
+
+    Excel keeps a date as a day number that openpyxl reads as midnight of that day: shown as a
+    date only, it is one, and would not read as a ``date`` field with its time attached.
+    """
     import datetime as dt
+
+    from openpyxl.styles.numbers import is_datetime
 
     if value is None:
         return None
     if isinstance(value, dt.datetime):
+        if value.time() == dt.time() and number_format and is_datetime(number_format) == "date":
+            return value.date().isoformat()
         return value.isoformat()
     if isinstance(value, dt.date | dt.time):
         return value.isoformat()
@@ -709,19 +718,19 @@ def _open_xlsx(source: Source, size: int, rows: int, sheet: str | None) -> Table
     except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
         raise Invalid("the file is not a readable .xlsx workbook", code="malformed_xlsx") from exc
     worksheet = workbook[sheet] if sheet else workbook.worksheets[0]
-    cells = worksheet.iter_rows(values_only=True)
+    cells = worksheet.iter_rows()
     header = next(cells, None)
     if not header:
         workbook.close()
         raise Invalid("the worksheet has no header row", code="no_header")
-    columns = unique_headers([_cell_text(v) or "" for v in header])
+    columns = unique_headers([_cell_text(cell.value) or "" for cell in header])
     counter = ByteCounter()
 
     def batches() -> Iterator[pa.RecordBatch]:
         pending: list[list[str | None]] = []
         try:
             for row in cells:
-                values = [_cell_text(v) for v in row[: len(columns)]]
+                values = [_cell_text(c.value, c.number_format) for c in row[: len(columns)]]
                 if all(v is None for v in values):
                     continue  # openpyxl reports formatted but empty rows
                 values += [None] * (len(columns) - len(values))

@@ -771,3 +771,25 @@ def test_xlsx_date_cells_fill_date_fields_and_datetime_cells_datetime_fields(
         {"id": 1, "born": dt.date(2024, 2, 29), "seen": dt.datetime(2024, 3, 1)},
         {"id": 2, "born": dt.date(1999, 12, 31), "seen": dt.datetime(2024, 3, 1, 9, 30)},
     ]
+
+
+def test_a_row_without_its_key_never_replaces_or_deletes_stored_rows(
+    hub: Hub, db: Session, tmp_path: Path
+) -> None:
+    schema = {
+        "fields": [
+            {"name": "id", "type": "integer"},
+            {"name": "code", "type": "string"},
+            {"name": "v", "type": "number"},
+        ],
+        "primaryKey": ["id"],
+    }
+    stored = "id,code,v\n1,x,1\n2,,2\n3,,3\n"
+    dataset = _dataset_with(hub, db, tmp_path, "housing.units", schema, stored)
+    upsert = _upsert_text(hub, db, dataset, tmp_path, "id,code,v\n4,,40\n", key=["code"])
+    assert (upsert.rows_rejected, upsert.errors_by_rule["required"]) == (1, 1)
+    path = tmp_path / "gone.csv"
+    path.write_text('code\nx\n""\n')
+    deleted = run(hub, db, dataset, path, "delete", key=["code"])
+    assert (deleted.details["rows_deleted"], deleted.errors_by_rule["required"]) == (1, 1)
+    assert [r["id"] for r in stored_rows(db, hub, dataset)] == [2, 3]

@@ -284,8 +284,13 @@ class Validator:
         columns: Sequence[str],
         *,
         only_fields: Iterable[str] | None = None,
+        key: Iterable[str] = (),
     ) -> None:
         self.schema = schema
+        # An upsert's or delete's key: a row without it would match every stored row that
+        # lacks it too (keys compare as IS NOT DISTINCT FROM), so it is required like a
+        # primary key.
+        self.key = set(key)
         wanted = set(only_fields) if only_fields is not None else None
         self.fields = [f for f in schema.fields if wanted is None or f.name in wanted]
         self.sources = (
@@ -387,10 +392,9 @@ class Validator:
                 )
             )
             required = schema_field.constraints.required or schema_field.name in self.primary_key
-            if required:
-                failures.append(
-                    (schema_field.name, "required", result.missing, None, "a value is required")
-                )
+            if required or schema_field.name in self.key:
+                message = "a value is required" if required else "a key value is required"
+                failures.append((schema_field.name, "required", result.missing, None, message))
             values, checks = self._constraints(schema_field, values, raw)
             failures.extend(checks)
             columns[schema_field.name] = values

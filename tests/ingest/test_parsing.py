@@ -54,6 +54,23 @@ def test_parser_accepts_exactly_what_strptime_accepts(texts: list[str]) -> None:
             assert value == expected, text
 
 
+@pytest.mark.parametrize(
+    ("kind", "fmt"), [("date", "%m/%d/%Y"), ("date", "%d/%m/%Y"), ("datetime", FORMATS[1])]
+)
+def test_a_year_of_fewer_than_four_digits_is_not_a_percent_y_year(kind: str, fmt: str) -> None:
+    texts = ["12/31/99 10:30:00 AM", "31/12/99", "12/31/99", "12/31/0099 10:30:00 AM"]
+    texts += ["31/12/0099", "12/31/0099"]
+    parsed = parse_temporal(pa.array(texts), kind, fmt).to_pylist()
+    for text, value in zip(texts, parsed, strict=True):
+        try:
+            expected: dt.datetime | dt.date | None = dt.datetime.strptime(text, fmt)
+        except ValueError:
+            expected = None
+        if kind == "date" and expected is not None:
+            expected = expected.date()
+        assert value == expected, text  # 0099 written in full is still the year 99
+
+
 def test_impossible_calendar_dates_are_rejected() -> None:
     values = pa.array(
         [

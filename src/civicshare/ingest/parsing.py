@@ -214,6 +214,10 @@ def parse_temporal(values: pa.Array, kind: str, fmt: str | None) -> pa.Array:
         return _parse_exactly(values, kind, fmt)
     quick = pc.strptime(values, format=pattern, unit="s", error_is_null=True)
     suspicious = _maybe_rolled_over(quick)
+    if "%Y" in pattern:
+        # Arrow's %Y also takes fewer than four digits (12/31/99 as the year 99): only a year
+        # below 1000 can have been written short, so only those are checked exactly.
+        suspicious = pc.or_(suspicious, pc.less(pc.year(quick), 1000))
     if "%S" in pattern:
         suspicious = pc.or_(suspicious, pc.match_substring(values, ":60"))
     # Values the fast path refused get the exact (and, for ISO, more lenient) parser too.

@@ -71,6 +71,22 @@ def test_a_year_of_fewer_than_four_digits_is_not_a_percent_y_year(kind: str, fmt
         assert value == expected, text  # 0099 written in full is still the year 99
 
 
+@pytest.mark.parametrize(
+    ("kind", "fmt", "texts"),
+    [
+        ("date", None, ["0000-01-01", "0001-01-01"]),
+        ("date", "%d/%m/%Y", ["29/02/0000", "01/01/0001"]),
+        ("datetime", None, ["0000-06-01T12:00:00", "0001-01-01T00:00:00"]),
+    ],
+)
+def test_there_is_no_year_zero(kind: str, fmt: str | None, texts: list[str]) -> None:
+    # A stored year 0 could not be read back by Python (datetime.date starts at year 1).
+    parsed = parse_temporal(pa.array(texts), kind, fmt)
+    assert parsed.null_count == 1
+    assert parsed[0].is_valid is False
+    assert parsed.to_pylist()[1].year == 1
+
+
 def test_impossible_calendar_dates_are_rejected() -> None:
     values = pa.array(
         [

@@ -179,6 +179,8 @@ def _leap(year: pa.Array) -> pa.Array:
     return pc.and_(divisible(4), pc.or_(pc.invert(divisible(100)), divisible(400)))
 
 
+# 0001-01-01 in days since 1970: there is no year 0 (and no Python date before this one).
+_FIRST_DAY = -719_162
 _FAST_DIRECTIVES = frozenset("YmdHMSIp")
 _CANONICAL = {"date": "%Y-%m-%d", "datetime": "%Y-%m-%dT%H:%M:%S"}
 
@@ -206,7 +208,10 @@ def parse_temporal(values: pa.Array, kind: str, fmt: str | None) -> pa.Array:
         values = values.combine_chunks()
     if kind == "date" and (fmt is None or fmt in ("", "default", "any")):
         try:
-            return pc.cast(values, pa.date32())
+            dates = pc.cast(values, pa.date32())
+            earliest = pc.min(dates.view(pa.int32())).as_py()
+            if earliest is None or earliest >= _FIRST_DAY:
+                return dates
         except pa.ArrowInvalid:
             pass  # some value is not a plain ISO date: parse them one by one below
     pattern = _fast_format(kind, fmt)
@@ -268,7 +273,9 @@ def _parse_exactly(values: pa.Array, kind: str, fmt: str | None) -> pa.Array:
         else pa.repeat(pa.scalar(0, pa.int64()), len(parts))
     )
     valid = pc.and_(
-        pc.and_(pc.greater_equal(month, 1), pc.less_equal(month, 12)),
+        pc.and_(
+            pc.greater_equal(year, 1), pc.and_(pc.greater_equal(month, 1), pc.less_equal(month, 12))
+        ),
         pc.and_(pc.greater_equal(day, 1), pc.less_equal(day, _days_in_month(year, month))),
     )
     valid = pc.and_(valid, pc.and_(hour_ok, pc.and_(pc.less(minute, 60), pc.less(second, 60))))

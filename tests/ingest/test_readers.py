@@ -258,6 +258,22 @@ def test_csv_that_is_not_utf8_past_the_sample_is_refused(tmp_path: Path) -> None
     assert caught.value.code == "malformed_csv"
 
 
+@pytest.mark.parametrize(
+    ("encoding", "tail"),
+    [("cp1252", b"A\x81B,4\n"), ("utf-16", b"\x00\xd8")],
+)
+def test_csv_that_breaks_its_sniffed_encoding_past_the_sample_is_refused(
+    tmp_path: Path, encoding: str, tail: bytes
+) -> None:
+    path = tmp_path / "late.csv"
+    text = "name,age\n" + "Jos\u00e9,3\n" * 200_000
+    path.write_bytes(text.encode(encoding) + tail)
+    assert open_table(path).dialect.encoding == encoding  # type: ignore[union-attr]
+    with pytest.raises(Invalid) as caught:
+        read_all(path)
+    assert caught.value.code == "bad_encoding"
+
+
 def test_csv_read_ahead_is_enough_to_never_stall(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -433,6 +433,13 @@ def _csv_batches(
                 yield from _split(batch, batch_rows)
         except pa.ArrowInvalid as exc:
             raise Invalid(_csv_problem(str(exc)), code="malformed_csv") from exc
+        except UnicodeError as exc:
+            # Arrow decodes other encodings than UTF-8 with Python's codecs, whose error escapes.
+            raise Invalid(
+                f"the file is not valid {dialect.encoding} past the sampled start; "
+                "give its encoding explicitly",
+                code="bad_encoding",
+            ) from exc
         finally:
             # Let Arrow's reader thread finish before the file closes under it.
             backpressure.release()

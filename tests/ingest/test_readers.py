@@ -274,6 +274,19 @@ def test_csv_that_breaks_its_sniffed_encoding_past_the_sample_is_refused(
     assert caught.value.code == "bad_encoding"
 
 
+@pytest.mark.parametrize("name", ["late.json", "late.ndjson"])
+def test_json_that_breaks_its_sniffed_encoding_past_the_sample_is_refused(
+    tmp_path: Path, name: str
+) -> None:
+    path = tmp_path / name
+    records = ['{"name": "Jos\u00e9"}'] * 100_000
+    text = "[" + ",".join(records) + "," if name.endswith(".json") else "\n".join(records) + "\n"
+    path.write_bytes(text.encode("cp1252") + b'{"name": "A\x81"}' + b"]" * name.endswith(".json"))
+    with pytest.raises(Invalid) as caught:
+        read_all(path)
+    assert caught.value.code == "bad_encoding"
+
+
 def test_csv_read_ahead_is_enough_to_never_stall(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -590,15 +590,18 @@ def scan_json_keys(
     columns: list[str] = []
     seen: set[str] = set()
     with source.open() as raw, _text(raw, encoding) as text:
-        for count, record in enumerate(iter_json_records(text, array=fmt == "json")):
-            if limit is not None and count >= limit:
-                break
-            if not isinstance(record, dict):
-                raise Invalid("a JSON record is not an object", code="malformed_json")
-            for key in flatten_record(record):
-                if key not in seen:
-                    seen.add(key)
-                    columns.append(key)
+        try:
+            for count, record in enumerate(iter_json_records(text, array=fmt == "json")):
+                if limit is not None and count >= limit:
+                    break
+                if not isinstance(record, dict):
+                    raise Invalid("a JSON record is not an object", code="malformed_json")
+                for key in flatten_record(record):
+                    if key not in seen:
+                        seen.add(key)
+                        columns.append(key)
+        except UnicodeDecodeError as exc:
+            raise Invalid(f"the file is not valid {encoding}", code="bad_encoding") from exc
     return columns
 
 

@@ -287,6 +287,16 @@ def test_json_that_breaks_its_sniffed_encoding_past_the_sample_is_refused(
     assert caught.value.code == "bad_encoding"
 
 
+def test_damaged_utf8_is_refused_rather_than_guessed(tmp_path: Path) -> None:
+    # One cut sequence among good ones: charset-normalizer guessed hp-roman8 here, and every
+    # accented letter was stored as other characters.
+    path = tmp_path / "names.csv"
+    path.write_bytes("name,age\nZo\u00eb,4\nRen\u00e9e,5\n".encode() + b"Jos\xc3,3\n")
+    with pytest.raises(Invalid) as caught:
+        open_table(path)
+    assert caught.value.code == "bad_encoding"
+
+
 def test_csv_read_ahead_is_enough_to_never_stall(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -275,8 +275,12 @@ def detect_encoding(sample: bytes, *, complete: bool) -> str:
     try:
         codecs.getincrementaldecoder("utf-8")().decode(sample, final=complete)
         return "utf-8"
-    except UnicodeDecodeError:
-        pass
+    except UnicodeDecodeError as exc:
+        if _mostly_utf8(sample):
+            # A guess would read every accented letter of the file wrongly, without an error.
+            raise Invalid(
+                f"the file is UTF-8 but not valid near byte {exc.start}", code="bad_encoding"
+            ) from exc
     from charset_normalizer import from_bytes
 
     best = from_bytes(sample).best()
@@ -288,6 +292,21 @@ def detect_encoding(sample: bytes, *, complete: bool) -> str:
     if guessed in {"latin-1", "iso8859-1", "iso8859-15", "cp1250", "mac-roman"}:
         return "cp1252"
     return guessed
+
+
+_UTF8_MULTIBYTE = re.compile(
+    rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}"
+)
+
+
+def _mostly_utf8(sample: bytes) -> bool:
+    """Whether the non-ASCII bytes are mostly well-formed UTF-8 sequences (a damaged UTF-8 file).
+
+    In single-byte text a letter is rarely followed by the exact continuation bytes UTF-8 needs.
+    """
+    valid = len(_UTF8_MULTIBYTE.findall(sample))
+    invalid = len(_UTF8_MULTIBYTE.sub(b"", sample).translate(None, bytes(range(128))))
+    return valid > 0 and valid >= invalid
 
 
 def _decode_sample(sample: bytes, encoding: str) -> str:

@@ -793,3 +793,21 @@ def test_a_row_without_its_key_never_replaces_or_deletes_stored_rows(
     deleted = run(hub, db, dataset, path, "delete", key=["code"])
     assert (deleted.details["rows_deleted"], deleted.errors_by_rule["required"]) == (1, 1)
     assert [r["id"] for r in stored_rows(db, hub, dataset)] == [2, 3]
+
+
+def test_a_delete_list_may_carry_the_datasets_other_columns(
+    hub: Hub, db: Session, tmp_path: Path
+) -> None:
+    dataset = make_dataset(db, "health.cases", CASES_SCHEMA)
+    rows = [f"{i},R {i},01/0{i}/2024,confirmed" for i in (1, 2, 3)]
+    run(hub, db, dataset, write_cases(tmp_path, "a.csv", rows), "append")
+    # Rows exported from the dataset itself; their other values are not checked.
+    listed = write_cases(tmp_path, "gone.csv", ["2,,not a date,whatever"])
+    deleted = run(hub, db, dataset, listed, "delete", key=["case_id"])
+    assert (deleted.details["rows_deleted"], deleted.rows_rejected) == (1, 0)
+    assert [r["case_id"] for r in stored_rows(db, hub, dataset)] == [1, 3]
+    undeclared = tmp_path / "odd.csv"
+    undeclared.write_text("case_id,colour\n1,red\n")
+    with pytest.raises(Invalid) as caught:
+        run(hub, db, dataset, undeclared, "delete", key=["case_id"])
+    assert caught.value.code == "unexpected_columns"

@@ -574,14 +574,13 @@ def _all_valid(table: pa.Table) -> pa.Array:
 def _match_subset(
     schema: TableSchema, columns: Sequence[str], wanted: set[str]
 ) -> dict[str, str | None]:
-    """Like ``match_columns`` for a subset of fields (delete files carry only the key)."""
-    subset = TableSchema.model_validate(
-        {
-            "fields": [f.model_dump(by_alias=True) for f in schema.fields if f.name in wanted],
-            "missingValues": schema.missingValues,
-        }
-    )
-    return match_columns(subset, columns)
+    """Like ``match_columns`` for a subset of fields (delete files carry only the key).
+
+    The file may still carry the schema's other columns (a delete list exported from the
+    dataset itself): they are matched, then left out; only undeclared columns are refused.
+    """
+    found = match_columns(schema, columns)
+    return {name: column for name, column in found.items() if name in wanted}
 
 
 def _any(rows: int, masks: list[pa.Array]) -> pa.Array:

@@ -811,3 +811,17 @@ def test_a_delete_list_may_carry_the_datasets_other_columns(
     with pytest.raises(Invalid) as caught:
         run(hub, db, dataset, undeclared, "delete", key=["case_id"])
     assert caught.value.code == "unexpected_columns"
+
+
+@pytest.mark.parametrize("pattern", [r"(?!000)\d{3}", r"(\d)\1\d"])
+def test_a_pattern_the_validator_cannot_run_is_a_clear_schema_error(
+    hub: Hub, db: Session, tmp_path: Path, pattern: str
+) -> None:
+    schema = {"fields": [{"name": "code", "type": "string", "constraints": {"pattern": pattern}}]}
+    dataset = make_dataset(db, "transport.codes", schema)
+    path = tmp_path / "codes.csv"
+    path.write_text("code\n123\n000\n")
+    with pytest.raises(Invalid) as caught:
+        run(hub, db, dataset, path, "append")
+    assert caught.value.code == "bad_schema"
+    assert storage.list_versions(db=db, dataset=dataset) == []

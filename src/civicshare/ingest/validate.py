@@ -315,6 +315,8 @@ class Validator:
             f.name: FieldStandardiser(f, schema.missingValues) for f in self.fields
         }
         self.bounds = {f.name: self._bounds(f) for f in self.fields}
+        for schema_field in self.fields:
+            _check_pattern(schema_field)
         self.ledger = KeyLedger()
         # Repeated keys found by an earlier pass over the same file (see ``repeats``).
         self.known_repeats: dict[str, pa.Array] = {}
@@ -546,6 +548,25 @@ class Validator:
         if repeats is None or len(repeats) == 0:
             return pa.repeat(pa.scalar(False), len(numbers))
         return pc.is_in(numbers, repeats)
+
+
+def _check_pattern(schema_field: SchemaField) -> None:
+    """Refuse, before reading, a pattern that Python accepts but Arrow's RE2 cannot run.
+
+    RE2 has no lookaround or backreferences; found only at the first batch, such a pattern
+    escaped as an Arrow error.
+    """
+    pattern = schema_field.constraints.pattern
+    if pattern is None:
+        return
+    try:
+        pc.match_substring_regex(pa.array([""], pa.string()), f"^(?:{pattern})$")
+    except pa.ArrowInvalid:
+        raise Invalid(
+            f"the pattern of field '{schema_field.name}' uses regular expression syntax that "
+            "validation does not support (lookaround, backreferences)",
+            code="bad_schema",
+        ) from None
 
 
 _OFFSETS: list[pa.Array] = [pa.array([], pa.int64())]

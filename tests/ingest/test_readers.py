@@ -223,6 +223,7 @@ def test_xlsx_streams_rows(tmp_path: Path) -> None:
         ("ragged.csv", b"a,b\n1,2\n3,4,5\n", "malformed_csv"),
         ("broken.json", b'[{"a": 1}, {"a": ', "malformed_json"),
         ("scalar.json", b"[1, 2]", "malformed_json"),
+        ("dotted.json", b'[{"a.b": 1, "a": {"b": 2}}]', "malformed_json"),
         ("two.json", b'[{"a": 1}]\n[{"a": 2}]\n', "malformed_json"),
         ("deep.json", b"[" + b'{"a": ' * 5000 + b"1" + b"}" * 5000 + b"]", "malformed_json"),
         ("deep.ndjson", b"[" * 100_000 + b"]" * 100_000, "malformed_json"),

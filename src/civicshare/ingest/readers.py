@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO, Literal, NoReturn
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -503,10 +503,20 @@ def flatten_record(record: dict[str, Any], prefix: str = "") -> dict[str, str | 
     for key, value in record.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict) and value:
-            flat.update(flatten_record(value, prefix=f"{name}."))
+            nested = flatten_record(value, prefix=f"{name}.")
+            if not flat.keys().isdisjoint(nested):
+                _two_values(next(c for c in nested if c in flat))
+            flat.update(nested)
+        elif name in flat:
+            _two_values(name)
         else:
             flat[name] = _json_text(value)
     return flat
+
+
+def _two_values(column: str) -> NoReturn:
+    # {"a.b": 1, "a": {"b": 2}}: one value would silently replace the other.
+    raise Invalid(f"a JSON record has two values for the column '{column}'", code="malformed_json")
 
 
 def iter_json_records(stream: io.TextIOBase, *, array: bool) -> Iterator[Any]:

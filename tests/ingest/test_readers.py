@@ -217,6 +217,33 @@ def test_xlsx_streams_rows(tmp_path: Path) -> None:
     assert table.column("when").to_pylist() == ["2024-02-29", None]
 
 
+@pytest.mark.parametrize("keep", [0.2, 0.9])
+def test_xlsx_with_a_cut_sheet_is_malformed(tmp_path: Path, keep: float) -> None:
+    import io
+    import zipfile
+
+    from openpyxl import Workbook
+
+    workbook = Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.append(["id", "name"])
+    for number in range(300):
+        sheet.append([number, f"name {number}"])
+    whole = io.BytesIO()
+    workbook.save(whole)
+    path = tmp_path / "cut.xlsx"
+    with zipfile.ZipFile(whole) as original, zipfile.ZipFile(path, "w") as cut:
+        for item in original.infolist():
+            data = original.read(item.filename)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                data = data[: int(len(data) * keep)]
+            cut.writestr(item, data)
+    with pytest.raises(Invalid) as caught:
+        read_all(path)
+    assert caught.value.code == "malformed_xlsx"
+
+
 @pytest.mark.parametrize(
     ("name", "content", "code"),
     [

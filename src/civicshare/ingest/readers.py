@@ -747,6 +747,20 @@ def _cell_text(value: Any, number_format: str | None = None) -> str | None:
     return str(value)
 
 
+@contextmanager
+def _damaged_xlsx() -> Iterator[None]:
+    """A workbook that opened but whose sheet is cut or corrupt is ``malformed_xlsx`` too."""
+    import zipfile
+    import zlib
+
+    # XML parse errors (ElementTree's and lxml's) are SyntaxErrors; a damaged member of the
+    # zip fails its CRC or decompression only when openpyxl streams it.
+    try:
+        yield
+    except (SyntaxError, zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise Invalid("the .xlsx workbook is damaged", code="malformed_xlsx") from exc
+
+
 def _open_xlsx(source: Source, size: int, rows: int, sheet: str | None) -> TableSource:
     import zipfile
 
@@ -758,7 +772,12 @@ def _open_xlsx(source: Source, size: int, rows: int, sheet: str | None) -> Table
         raise Invalid("the file is not a readable .xlsx workbook", code="malformed_xlsx") from exc
     worksheet = workbook[sheet] if sheet else workbook.worksheets[0]
     cells = worksheet.iter_rows()
-    header = next(cells, None)
+    try:
+        with _damaged_xlsx():
+            header = next(cells, None)
+    except Invalid:
+        workbook.close()
+        raise
     if not header:
         workbook.close()
         raise Invalid("the worksheet has no header row", code="no_header")
@@ -768,15 +787,16 @@ def _open_xlsx(source: Source, size: int, rows: int, sheet: str | None) -> Table
     def batches() -> Iterator[pa.RecordBatch]:
         pending: list[list[str | None]] = []
         try:
-            for row in cells:
-                values = [_cell_text(c.value, c.number_format) for c in row[: len(columns)]]
-                if all(v is None for v in values):
-                    continue  # openpyxl reports formatted but empty rows
-                values += [None] * (len(columns) - len(values))
-                pending.append(values)
-                if len(pending) >= rows:
-                    yield _rows_to_batch(pending, columns)
-                    pending = []
+            with _damaged_xlsx():
+                for row in cells:
+                    values = [_cell_text(c.value, c.number_format) for c in row[: len(columns)]]
+                    if all(v is None for v in values):
+                        continue  # openpyxl reports formatted but empty rows
+                    values += [None] * (len(columns) - len(values))
+                    pending.append(values)
+                    if len(pending) >= rows:
+                        yield _rows_to_batch(pending, columns)
+                        pending = []
             if pending:
                 yield _rows_to_batch(pending, columns)
             counter.value = size

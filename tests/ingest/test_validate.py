@@ -138,6 +138,17 @@ def test_rejections_keep_row_value_and_reason(tmp_path: Path) -> None:
     assert "Narnia" not in rejection.message  # messages never carry values
 
 
+def test_an_enum_value_written_exactly_keeps_its_spelling(tmp_path: Path) -> None:
+    schema = TableSchema.model_validate(
+        {"fields": [{"name": "size", "type": "string", "constraints": {"enum": ["S", "s", "M"]}}]}
+    )
+    path = tmp_path / "sizes.csv"
+    path.write_text("size\ns\nS\nm\nxl\n")
+    result = run(schema, path)
+    assert result["table"].column("size").to_pylist() == ["s", "S", "M"]
+    assert result["errors"] == {"enum": 1}
+
+
 def test_columns_are_matched_by_title_and_sql_name(tmp_path: Path) -> None:
     schema = TableSchema.model_validate(
         {

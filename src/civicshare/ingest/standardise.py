@@ -78,7 +78,9 @@ def fold_enum(values: pa.Array, enum: Sequence[Any]) -> tuple[pa.Array, pa.Array
     exact = pc.index_in(values, canonical)
     if exact.null_count == values.null_count:
         return values, pa.repeat(pa.scalar(False), len(values))  # all already as spelled
-    position = pc.index_in(pc.utf8_lower(values), pc.utf8_lower(canonical))
+    # An exact match first: an enum may list spellings that differ only in case (S, s).
+    folded = pc.index_in(pc.utf8_lower(values), pc.utf8_lower(canonical))
+    position = pc.coalesce(exact, folded)
     outside = pc.and_(pc.is_valid(values), pc.is_null(position))
     return pc.take(canonical, position), outside
 

@@ -825,3 +825,25 @@ def test_a_pattern_the_validator_cannot_run_is_a_clear_schema_error(
         run(hub, db, dataset, path, "append")
     assert caught.value.code == "bad_schema"
     assert storage.list_versions(db=db, dataset=dataset) == []
+
+
+def test_a_key_listed_twice_in_a_delete_is_not_a_rejection(
+    hub: Hub, db: Session, tmp_path: Path
+) -> None:
+    dataset = make_dataset(db, "health.cases", CASES_SCHEMA)
+    rows = [f"{i},R {i},01/0{i}/2024,confirmed" for i in (1, 2, 3)]
+    run(hub, db, dataset, write_cases(tmp_path, "a.csv", rows), "append")
+    path = tmp_path / "gone.csv"
+    path.write_text("case_id\n1\n1\n2\n")
+    deleted = ingest.ingest_file(
+        db=db,
+        hub=hub,
+        actor=CLI_ADMIN,
+        dataset=dataset,
+        source=path,
+        filename=path.name,
+        mode="delete",
+    )  # the default error rate: a third of the rows rejected would refuse the delete
+    assert (deleted.status, deleted.rows_rejected) == ("stored", 0)
+    assert deleted.details["rows_deleted"] == 2
+    assert [r["case_id"] for r in stored_rows(db, hub, dataset)] == [3]

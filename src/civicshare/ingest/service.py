@@ -137,7 +137,13 @@ def ingest_file(
         # way once, rejecting them (which ones is settled in memory: ``_held_by_kept_rows``).
         table = open_table(source, filename=filename, format=format, encoding=encoding)
         only = key_fields if chosen == "delete" else None
-        validator = Validator(schema, table.columns, only_fields=only, key=key_fields or ())
+        validator = Validator(
+            schema,
+            table.columns,
+            only_fields=only,
+            key=key_fields or (),
+            check_unique=chosen != "delete",
+        )
         _require_key_columns(validator, key_fields)
         validator.known_repeats = repeats
         validator.kept_values = kept_values

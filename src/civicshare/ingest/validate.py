@@ -285,6 +285,7 @@ class Validator:
         *,
         only_fields: Iterable[str] | None = None,
         key: Iterable[str] = (),
+        check_unique: bool = True,
     ) -> None:
         self.schema = schema
         # An upsert's or delete's key: a row without it would match every stored row that
@@ -325,10 +326,16 @@ class Validator:
         # columns; a file row with one of them would break the constraint.
         self.kept_values: dict[str, pa.Table] = {}
         self._kept_sets: dict[str, KeySet] = {}
+        # ``check_unique`` is off for a delete: its file lists keys, and one listed twice is
+        # still one key to drop, not a row breaking the primary key.
         self.unique_fields = [
-            f.name for f in self.fields if f.constraints.unique and [f.name] != schema.primaryKey
+            f.name
+            for f in self.fields
+            if check_unique and f.constraints.unique and [f.name] != schema.primaryKey
         ]
-        self.primary_key = [name for name in schema.primaryKey if name in self.sources]
+        self.primary_key = [
+            name for name in schema.primaryKey if check_unique and name in self.sources
+        ]
         self.details_left = MAX_DETAILS
 
     def close(self) -> None:

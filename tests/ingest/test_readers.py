@@ -183,6 +183,12 @@ def test_ndjson_and_nested_objects(tmp_path: Path) -> None:
     assert table.column("e").to_pylist() == [None, "true"]
 
 
+def test_json_infinities_read_as_table_schema_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "levels.ndjson"
+    path.write_text('{"v": Infinity}\n{"v": -Infinity}\n{"v": NaN}\n{"v": 1e400}\n{"v": 2.5}\n')
+    assert read_all(path).column("v").to_pylist() == ["INF", "-INF", "NaN", "INF", "2.5"]
+
+
 def test_json_array_split_across_read_chunks(tmp_path: Path) -> None:
     records = [{"n": i, "text": "x" * 5000} for i in range(600)]  # > 1 MiB: several chunks
     path = tmp_path / "big.json"

@@ -14,6 +14,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import re
 import threading
 import time
@@ -492,6 +493,10 @@ def _json_text(value: Any) -> str | None:
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float) and math.isinf(value):
+        # JSON's (non-standard) Infinity, or a number too large for a float such as 1e400,
+        # spelled as Table Schema's number reads it.
+        return "INF" if value > 0 else "-INF"
     if isinstance(value, int | float):
         return json.dumps(value)
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

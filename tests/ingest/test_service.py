@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from civicshare.catalog import service as catalog
 from civicshare.catalog.tableschema import SchemaField, TableSchema
-from civicshare.errors import Forbidden, Invalid
+from civicshare.errors import Conflict, Forbidden, Invalid
 from civicshare.hub import Hub
 from civicshare.ingest import service as ingest
 from civicshare.ingest.infer import infer_schema_dict
@@ -847,3 +847,40 @@ def test_a_key_listed_twice_in_a_delete_is_not_a_rejection(
     assert (deleted.status, deleted.rows_rejected) == ("stored", 0)
     assert deleted.details["rows_deleted"] == 2
     assert [r["case_id"] for r in stored_rows(db, hub, dataset)] == [3]
+
+
+def test_an_upsert_never_overwrites_a_version_added_while_it_ran(
+    hub: Hub, db: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    if database_url.startswith("sqlite"):
+        pytest.skip("a SQLite writer holds the database's write lock from its first statement")
+    dataset = _dataset_with(hub, db, tmp_path, "health.cases", CASES_SCHEMA, _cases(1, 2))
+    db.commit()
+    real_read = storage.read_version
+
+    def read_while_another_steward_appends(**kwargs: Any) -> pa.RecordBatchReader:
+        # The race made certain: another session commits an append just after the upsert
+        # has chosen the version whose rows it keeps.
+        monkeypatch.setattr(storage, "read_version", real_read)
+        reader = real_read(**kwargs)
+        with hub.db.session() as other:
+            target = catalog.get_dataset(db=other, ref="health.cases")
+            path = write_cases(tmp_path, "more.csv", [_case(3)])
+            assert run(hub, other, target, path, "append").version == 2
+            other.commit()
+        return reader
+
+    monkeypatch.setattr(storage, "read_version", read_while_another_steward_appends)
+    with pytest.raises(Conflict) as caught:
+        _upsert_text(hub, db, dataset, tmp_path, _cases(2))
+    assert caught.value.code == "version_conflict"
+    db.rollback()
+    assert [r["case_id"] for r in stored_rows(db, hub, dataset)] == [1, 2, 3]
+
+
+def _case(number: int) -> str:
+    return f"{number},R {number},01/0{number}/2024,confirmed"
+
+
+def _cases(*numbers: int) -> str:
+    return "case_id,full_name,onset,status\n" + "".join(f"{_case(n)}\n" for n in numbers)

@@ -383,9 +383,15 @@ def _store(
         # Compared in the stored types, which the incoming rows are cast to as well.
         incoming = incoming.cast(_select(target, wanted))
         keys = KeySet(incoming.select(key))
+        # Every stored row is read from this version, and the new one must directly follow it:
+        # a version another writer adds meanwhile would otherwise be silently overwritten.
+        versions = storage.list_versions(db=db, dataset=dataset)
+        base = versions[-1].number if versions else 0
         try:
             if constraints:
-                held = _held_by_kept_rows(db, hub, dataset, keys, incoming, constraints, target)
+                held = _held_by_kept_rows(
+                    db, hub, dataset, base, keys, incoming, constraints, target
+                )
                 if held:
                     raise KeptValuesFound(held)
             del incoming  # the key set holds its own copy
@@ -394,10 +400,11 @@ def _store(
                 hub=hub,
                 actor=actor,
                 dataset=dataset,
-                batches=_merged(db, hub, dataset, keys, target, upserted, counts),
+                batches=_merged(db, hub, dataset, base, keys, target, upserted, counts),
                 schema=target,
                 keep_previous=False,
                 operation=mode,
+                based_on=base,
             )
         finally:
             keys.close()
@@ -436,6 +443,7 @@ def _held_by_kept_rows(
     db: Session,
     hub: Hub,
     dataset: Dataset,
+    base: int,
     keys: KeySet,
     incoming: pa.Table,
     constraints: Constraints,
@@ -448,11 +456,11 @@ def _held_by_kept_rows(
     replaces are few, at most one per file row), so one more pass over the file rejects exactly
     the rows named.
     """
-    if not storage.list_versions(db=db, dataset=dataset):
+    if not base:
         return {}
     mine = {name: _ValueSet(incoming.select(columns)) for name, columns in constraints.items()}
     try:
-        held, replaced = _stored_values(db, hub, dataset, keys, mine, target)
+        held, replaced = _stored_values(db, hub, dataset, base, keys, mine, target)
         rejected = np.zeros(incoming.num_rows, dtype=np.bool_)
         frontier = {name: list(tables) for name, tables in held.items()}
         while True:
@@ -484,6 +492,7 @@ def _stored_values(
     db: Session,
     hub: Hub,
     dataset: Dataset,
+    base: int,
     keys: KeySet,
     mine: dict[str, _ValueSet],
     target: pa.Schema,
@@ -497,7 +506,9 @@ def _stored_values(
     types = _select(target, columns)
     held: dict[str, list[pa.Table]] = {name: [] for name in mine}
     replaced: list[pa.Table] = []
-    for batch in storage.read_version(db=db, hub=hub, dataset=dataset, columns=columns):
+    for batch in storage.read_version(
+        db=db, hub=hub, dataset=dataset, version=base, columns=columns
+    ):
         stored = pa.Table.from_batches([batch]).select(columns).cast(types)
         mask = keys.contains(stored.select(keys.columns))
         kept = stored.filter(pa.array(~mask))
@@ -601,6 +612,7 @@ def _merged(
     db: Session,
     hub: Hub,
     dataset: Dataset,
+    base: int,
     keys: KeySet,
     target: pa.Schema,
     upserted: SealedSpool | None,
@@ -610,8 +622,8 @@ def _merged(
 
     Counts the rows kept and dropped into ``counts`` as they stream.
     """
-    if storage.list_versions(db=db, dataset=dataset):
-        for batch in storage.read_version(db=db, hub=hub, dataset=dataset):
+    if base:
+        for batch in storage.read_version(db=db, hub=hub, dataset=dataset, version=base):
             stored = pa.Table.from_batches([batch])
             # A version written under an earlier schema comes back in its own types.
             stored_keys = stored.select(keys.columns).cast(_select(target, keys.columns))

@@ -20,7 +20,7 @@ from civicshare.audit import service as audit
 from civicshare.catalog import service as catalog
 from civicshare.catalog.models import Dataset
 from civicshare.db import flush_or_conflict, utcnow
-from civicshare.errors import Gone, Invalid, NotFound
+from civicshare.errors import Conflict, Gone, Invalid, NotFound
 from civicshare.ingest.models import IngestRecord
 from civicshare.permissions import Action, Actor, authorize
 from civicshare.storage.models import (
@@ -54,8 +54,13 @@ def write_version(
     keep_previous: bool,
     operation: str,
     details: dict[str, Any] | None = None,
+    based_on: int | None = None,
 ) -> DatasetVersion:
     """Write the batches as new encrypted segments, then add one version in the caller transaction.
+
+    ``based_on`` is the version the batches were computed from (0: none), for writers that
+    rewrite the stored rows (upsert, delete): if another version was added since, the write is
+    refused (``version_conflict``) rather than silently dropping that version's rows.
 
     The segments are written before the version row exists: if anything fails before the commit,
     they are unreferenced orphans that ``collect_garbage`` removes, and readers never see them.
@@ -75,6 +80,11 @@ def write_version(
         hub.storage, dataset_id=dataset.id, key=key, batches=batches, schema=stored
     )
     previous = _lock_latest(db, dataset)
+    if based_on is not None and (previous.number if previous else 0) != based_on:
+        raise Conflict(
+            f"'{dataset.ref}' got a new version while this write ran; run it again",
+            code="version_conflict",
+        )
     segment_ids = list(previous.segment_ids) if keep_previous and previous else []
     rows = previous.row_count if keep_previous and previous else 0
     for segment in written:

@@ -849,18 +849,16 @@ def test_a_key_listed_twice_in_a_delete_is_not_a_rejection(
     assert [r["case_id"] for r in stored_rows(db, hub, dataset)] == [3]
 
 
-def test_an_upsert_never_overwrites_a_version_added_while_it_ran(
-    hub: Hub, db: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str
+def _append_meanwhile(
+    hub: Hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str
 ) -> None:
+    """Make the race certain: another session commits an append of case 3 just after this
+    ingest has chosen the version it reads stored rows from."""
     if database_url.startswith("sqlite"):
         pytest.skip("a SQLite writer holds the database's write lock from its first statement")
-    dataset = _dataset_with(hub, db, tmp_path, "health.cases", CASES_SCHEMA, _cases(1, 2))
-    db.commit()
     real_read = storage.read_version
 
     def read_while_another_steward_appends(**kwargs: Any) -> pa.RecordBatchReader:
-        # The race made certain: another session commits an append just after the upsert
-        # has chosen the version whose rows it keeps.
         monkeypatch.setattr(storage, "read_version", real_read)
         reader = real_read(**kwargs)
         with hub.db.session() as other:
@@ -871,8 +869,31 @@ def test_an_upsert_never_overwrites_a_version_added_while_it_ran(
         return reader
 
     monkeypatch.setattr(storage, "read_version", read_while_another_steward_appends)
+
+
+def test_an_upsert_never_overwrites_a_version_added_while_it_ran(
+    hub: Hub, db: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    dataset = _dataset_with(hub, db, tmp_path, "health.cases", CASES_SCHEMA, _cases(1, 2))
+    db.commit()
+    _append_meanwhile(hub, tmp_path, monkeypatch, database_url)
     with pytest.raises(Conflict) as caught:
         _upsert_text(hub, db, dataset, tmp_path, _cases(2))
+    assert caught.value.code == "version_conflict"
+    db.rollback()
+    assert [r["case_id"] for r in stored_rows(db, hub, dataset)] == [1, 2, 3]
+
+
+def test_an_append_never_repeats_a_key_added_while_it_ran(
+    hub: Hub, db: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    dataset = _dataset_with(hub, db, tmp_path, "health.cases", CASES_SCHEMA, _cases(1, 2))
+    db.commit()
+    _append_meanwhile(hub, tmp_path, monkeypatch, database_url)
+    path = tmp_path / "mine.csv"
+    path.write_text(_cases(3, 4))
+    with pytest.raises(Conflict) as caught:
+        run(hub, db, dataset, path, "append")
     assert caught.value.code == "version_conflict"
     db.rollback()
     assert [r["case_id"] for r in stored_rows(db, hub, dataset)] == [1, 2, 3]

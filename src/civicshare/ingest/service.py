@@ -130,6 +130,7 @@ def ingest_file(
     clock = time.perf_counter()
     repeats: dict[str, pa.Array] = {}
     kept_values: dict[str, pa.Table] = {}
+    seeded: int | None = None  # the version whose keys an append checked its own against
     while True:
         # Usually one pass. Keys are checked for repeats once the pass is over; if there are
         # any, that write is abandoned (unreferenced segments) and a second pass rejects them.
@@ -150,13 +151,13 @@ def ingest_file(
         tally = Tally()
         try:
             if chosen == "append" and not repeats:
-                _seed_stored_keys(db, hub, dataset, validator)
+                seeded = _seed_stored_keys(db, hub, dataset, validator)
             batches = Ahead(
                 _validated(table, validator, tally, max_error_rate, progress, not repeats)
             )
             try:
                 version, extra = _store(
-                    db, hub, actor, dataset, schema, chosen, key_fields, validator, batches
+                    db, hub, actor, dataset, schema, chosen, key_fields, validator, batches, seeded
                 )
             finally:
                 batches.close()  # joins the reading thread before the validator closes
@@ -339,14 +340,23 @@ def _validated(
         raise ErrorRateExceeded
 
 
-def _seed_stored_keys(db: Session, hub: Hub, dataset: Dataset, validator: Validator) -> None:
-    """Appends must not repeat a key or unique value already stored."""
+def _seed_stored_keys(db: Session, hub: Hub, dataset: Dataset, validator: Validator) -> int | None:
+    """Appends must not repeat a key or unique value already stored.
+
+    Returns the version whose keys were read (0: none yet), which the append must then directly
+    follow, or None when there is nothing to check.
+    """
     names = list(dict.fromkeys(validator.primary_key + validator.unique_fields))
-    if not names or not storage.list_versions(db=db, dataset=dataset):
-        return
-    reader = storage.read_version(db=db, hub=hub, dataset=dataset, columns=names)
+    if not names:
+        return None
+    versions = storage.list_versions(db=db, dataset=dataset)
+    if not versions:
+        return 0
+    base = versions[-1].number
+    reader = storage.read_version(db=db, hub=hub, dataset=dataset, version=base, columns=names)
     for batch in reader:
         validator.seed_existing(pa.Table.from_batches([batch]))
+    return base
 
 
 def _store(
@@ -359,6 +369,7 @@ def _store(
     key: list[str] | None,
     validator: Validator,
     batches: Iterator[pa.RecordBatch],
+    seeded: int | None,
 ) -> tuple[int, dict[str, Any]]:
     target = schema.arrow_schema()
     if mode in ("append", "replace"):
@@ -371,6 +382,8 @@ def _store(
             schema=target,
             keep_previous=mode == "append",
             operation=mode,
+            # Keys another append adds meanwhile were not checked against this file's.
+            based_on=seeded if mode == "append" else None,
         )
         return version.number, {}
     assert key is not None

@@ -157,6 +157,27 @@ def test_a_header_alone_is_an_empty_table(tmp_path: Path, content: bytes) -> Non
     assert list(table) == []
 
 
+def test_lines_ending_in_cr_alone_are_read(tmp_path: Path) -> None:
+    # "CSV (Macintosh)" as old Excel saves it.
+    path = tmp_path / "mac.csv"
+    path.write_bytes(b'name,note\rAda,"two\rlines"\rLee,x\r')
+    table = read_all(path)
+    assert table.column_names == ["name", "note"]
+    assert table.to_pylist() == [
+        {"name": "Ada", "note": "two\rlines"},
+        {"name": "Lee", "note": "x"},
+    ]
+
+
+@pytest.mark.parametrize("cell_chars", [200_000, 2_000_000])
+def test_a_cell_longer_than_the_csv_modules_limit_is_read(tmp_path: Path, cell_chars: int) -> None:
+    # A geometry as text can be this long; the sniffer's csv module refuses fields > 128 KiB.
+    path = tmp_path / "shapes.csv"
+    shape = "x" * cell_chars
+    path.write_text(f"id;shape;area\n1;{shape};1,5\n2;y;2,5\n")
+    assert read_all(path).column("shape").to_pylist() == [shape, "y"]
+
+
 def test_blank_and_repeated_headers_get_names(tmp_path: Path) -> None:
     path = tmp_path / "h.csv"
     path.write_text("id,,id\n1,2,3\n")

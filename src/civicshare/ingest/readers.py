@@ -333,11 +333,10 @@ def sniff_dialect(text: str) -> tuple[str, str]:
     best: tuple[float, str, str] = (-1.0, ",", '"')
     for quote in QUOTES:
         for delimiter in DELIMITERS:
-            widths = [
-                len(row)
-                for row in csv.reader(io.StringIO(sample), delimiter=delimiter, quotechar=quote)
-                if row
-            ]
+            try:
+                widths = [len(row) for row in _csv_rows(sample, delimiter, quote) if row]
+            except csv.Error:
+                continue  # e.g. a field too long for the csv module: not this dialect's strength
             if not widths:
                 continue
             mode = max(set(widths), key=widths.count)
@@ -349,6 +348,16 @@ def sniff_dialect(text: str) -> tuple[str, str]:
             if score > best[0]:
                 best = (score, delimiter, quote)
     return best[1], best[2]
+
+
+def _csv_rows(text: str, delimiter: str, quote: str) -> Iterator[list[str]]:
+    """The csv module's rows of ``text``; lines may end in CR alone (old Mac exports), as Arrow
+    reads them too."""
+    # Its default limit (128 KiB a field) would refuse a long cell of the sample (a geometry as
+    # text): raised, never lowered, to the sample's size.
+    if csv.field_size_limit() < SAMPLE_BYTES:
+        csv.field_size_limit(SAMPLE_BYTES)
+    return csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quotechar=quote)
 
 
 def unique_headers(raw: list[str]) -> list[str]:
@@ -376,7 +385,10 @@ def sniff_csv(source: Source, encoding: str | None = None) -> Dialect:
     chosen = encoding or detect_encoding(sample, complete=complete)
     text = _decode_sample(sample, chosen)
     delimiter, quote = sniff_dialect(text)
-    first = next(csv.reader(io.StringIO(text), delimiter=delimiter, quotechar=quote), None)
+    try:
+        first = next(_csv_rows(text, delimiter, quote), None)
+    except csv.Error as exc:
+        raise Invalid("the CSV header could not be parsed", code="malformed_csv") from exc
     if not first:
         raise Invalid("the CSV file has no header row", code="no_header")
     return Dialect(chosen, delimiter, quote, unique_headers(first))
@@ -403,9 +415,12 @@ def _has_data_rows(source: Source, dialect: Dialect) -> bool:
     if not complete:
         return True
     text = _decode_sample(sample, dialect.encoding)
-    rows = csv.reader(io.StringIO(text), delimiter=dialect.delimiter, quotechar=dialect.quotechar)
-    next(rows, None)
-    return any(row for row in rows)
+    rows = _csv_rows(text, dialect.delimiter, dialect.quotechar)
+    try:
+        next(rows, None)
+        return any(row for row in rows)
+    except csv.Error:
+        return True  # Arrow's reader gives the error its code
 
 
 def _csv_batches(

@@ -149,6 +149,39 @@ def test_an_enum_value_written_exactly_keeps_its_spelling(tmp_path: Path) -> Non
     assert result["errors"] == {"enum": 1}
 
 
+def test_numbers_are_read_as_the_schema_says_they_are_written(tmp_path: Path) -> None:
+    schema = TableSchema.model_validate(
+        {
+            "fields": [
+                {
+                    "name": "amount",
+                    "type": "number",
+                    "decimalChar": ",",
+                    "groupChar": ".",
+                    "constraints": {"minimum": 1.5, "enum": [1.5, 1234.5, 2]},
+                },
+                {"name": "people", "type": "integer", "groupChar": " ", "bareNumber": False},
+                {"name": "share", "type": "number", "bareNumber": False},
+            ]
+        }
+    )
+    path = tmp_path / "eu.csv"
+    path.write_text(
+        "amount;people;share\n"
+        '"1.234,5";"12 000 people";95 %\n'
+        '"1,5";~3;€ .5\n'
+        '"2";"1 000";NaN\n'
+        '"1,4";7;x\n'
+    )
+    result = run(schema, path)
+    assert result["table"].to_pylist() == [
+        {"amount": 1234.5, "people": 12000, "share": 95.0},
+        {"amount": 1.5, "people": 3, "share": 0.5},
+        {"amount": 2.0, "people": 1000, "share": pytest.approx(float("nan"), nan_ok=True)},
+    ]
+    assert result["errors"] == {"minimum": 1, "enum": 1, "type": 1}
+
+
 def test_columns_are_matched_by_title_and_sql_name(tmp_path: Path) -> None:
     schema = TableSchema.model_validate(
         {

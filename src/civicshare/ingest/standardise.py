@@ -8,6 +8,7 @@ over whole columns.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -63,6 +64,9 @@ def parse_geopoint(values: pa.Array, fmt: str | None) -> pa.Array:
 
 
 def typed_parser(field: SchemaField) -> Callable[[pa.Array], pa.Array]:
+    if field.type in ("number", "integer") and _written_number(field):
+        parse = parsing.parser_for(field.type, field.format)
+        return lambda values: parse(plain_number(values, field))
     if field.type == "geopoint":
         return lambda values: parse_geopoint(values, field.format)
     if field.type == "boolean" and (field.trueValues or field.falseValues):
@@ -70,6 +74,34 @@ def typed_parser(field: SchemaField) -> Callable[[pa.Array], pa.Array]:
         false_values = tuple(field.falseValues or parsing.FALSE_VALUES)
         return lambda values: parsing.parse_boolean(values, true_values, false_values)
     return parsing.parser_for(field.type, field.format)
+
+
+_SPECIAL_NUMBERS = pa.array(["NaN", "INF", "-INF", "+INF"], pa.string())
+
+
+def _written_number(field: SchemaField) -> bool:
+    """Whether the field declares how its numbers are written (Table Schema number options)."""
+    return bool(
+        field.groupChar
+        or (field.decimalChar and field.decimalChar != ".")
+        or field.bareNumber is False
+    )
+
+
+def plain_number(values: pa.Array, field: SchemaField) -> pa.Array:
+    """Numbers as the number parsers read them: ``groupChar`` removed, ``decimalChar`` as a
+    point, and with ``bareNumber: false`` the text around the number (``€ 95``, ``95 %``) too."""
+    if field.bareNumber is False:
+        # As Frictionless: anything but a sign, digit or decimal mark before, anything but a
+        # digit after; NaN and the infinities are numbers as written.
+        mark = re.escape(field.decimalChar or ".")
+        bare = pc.replace_substring_regex(values, rf"^[^-+\d{mark}]+|\D+$", "")
+        values = pc.if_else(pc.is_in(values, _SPECIAL_NUMBERS), values, bare)
+    if field.groupChar:
+        values = pc.replace_substring(values, field.groupChar, "")
+    if field.decimalChar and field.decimalChar != ".":
+        values = pc.replace_substring(values, field.decimalChar, ".")
+    return values
 
 
 def fold_enum(values: pa.Array, enum: Sequence[Any]) -> tuple[pa.Array, pa.Array]:
@@ -93,6 +125,15 @@ class FieldStandardiser:
         self.missing_values = list(field.missingValues or missing_values)
         self.target = field.arrow_type()
         self._parse = typed_parser(field)
+
+    @classmethod
+    def of_schema_values(cls, field: SchemaField) -> FieldStandardiser:
+        """For values the schema itself states (bounds, enum): JSON numbers, not written the
+        way the field's data is (``groupChar``, ``decimalChar``, ``bareNumber``)."""
+        plain = field.model_copy(
+            update={"groupChar": None, "decimalChar": None, "bareNumber": None}
+        )
+        return cls(plain, [])
 
     def __call__(self, raw: pa.Array) -> Standardised:
         text, missing = clean_text(raw, self.missing_values)

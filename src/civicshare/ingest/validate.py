@@ -351,7 +351,7 @@ class Validator:
     def _bounds(self, schema_field: SchemaField) -> dict[str, pa.Scalar]:
         """``minimum``/``maximum`` converted to the field's stored type."""
         limits: dict[str, pa.Scalar] = {}
-        standardise = FieldStandardiser(schema_field, [])
+        standardise = FieldStandardiser.of_schema_values(schema_field)
         for rule in ("minimum", "maximum"):
             bound = getattr(schema_field.constraints, rule)
             if bound is None:
@@ -433,7 +433,7 @@ class Validator:
                 values, outside = fold_enum(values, constraints.enum)
                 outside = pc.and_(outside, pc.is_valid(raw))
             else:
-                allowed = FieldStandardiser(schema_field, [])(
+                allowed = FieldStandardiser.of_schema_values(schema_field)(
                     pa.array([str(v) for v in constraints.enum], pa.string())
                 ).values
                 outside = pc.invert(pc.fill_null(pc.is_in(values, allowed), True))

@@ -210,6 +210,15 @@ def test_json_infinities_read_as_table_schema_numbers(tmp_path: Path) -> None:
     assert read_all(path).column("v").to_pylist() == ["INF", "-INF", "NaN", "INF", "2.5"]
 
 
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16"])
+def test_json_lines_in_a_dot_json_file_are_read(tmp_path: Path, encoding: str) -> None:
+    # Spark's df.write.json and BigQuery's exports write one object per line as part-*.json.
+    path = tmp_path / "part-00000.json"
+    path.write_text('{"id": 1, "a": {"b": "x"}}\n{"id": 2}\n', encoding=encoding)
+    table = read_all(path)
+    assert table.to_pylist() == [{"id": "1", "a.b": "x"}, {"id": "2", "a.b": None}]
+
+
 def test_json_array_split_across_read_chunks(tmp_path: Path) -> None:
     records = [{"n": i, "text": "x" * 5000} for i in range(600)]  # > 1 MiB: several chunks
     path = tmp_path / "big.json"

@@ -219,7 +219,7 @@ def detect_format(source: Source) -> Format:
     name = source.name.lower()
     for ext, fmt in _EXTENSIONS.items():
         if name.endswith(ext):
-            return fmt
+            return _json_kind(source) if fmt == "json" else fmt
     head, _complete = source.head(4096)
     if head[:4] == b"PAR1":
         return "parquet"
@@ -233,6 +233,14 @@ def detect_format(source: Source) -> Format:
     if head:
         return "csv"
     raise Invalid(f"{name} is empty", code="empty_file")
+
+
+def _json_kind(source: Source) -> Format:
+    """A ``.json`` file of one object per line (as Spark and BigQuery export) is NDJSON."""
+    head, _complete = source.head(4096)
+    utf16 = head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+    text = head.decode("utf-16" if utf16 else "utf-8", errors="ignore").lstrip("\ufeff \t\r\n")
+    return "ndjson" if text[:1] == "{" else "json"
 
 
 def open_table(

@@ -905,3 +905,36 @@ def _case(number: int) -> str:
 
 def _cases(*numbers: int) -> str:
     return "case_id,full_name,onset,status\n" + "".join(f"{_case(n)}\n" for n in numbers)
+
+
+def test_typed_parquet_dates_fill_fields_whose_format_is_for_text(
+    hub: Hub, db: Session, tmp_path: Path
+) -> None:
+    schema = {
+        "fields": [
+            {"name": "id", "type": "integer"},
+            {"name": "onset", "type": "date", "format": "%m/%d/%Y"},
+            {"name": "seen", "type": "datetime", "format": "%m/%d/%Y %I:%M:%S %p"},
+            {"name": "note", "type": "date", "format": "%m/%d/%Y"},
+        ]
+    }
+    dataset = make_dataset(db, "health.onsets", schema)
+    seen = dt.datetime(2024, 2, 29, 13, 45, 7)
+    path = tmp_path / "onsets.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "id": [1, 2],
+                "onset": pa.array([dt.date(2024, 2, 29), None], pa.date32()),
+                "seen": pa.array([seen, None], pa.timestamp("s")),
+                # Text stays text: its values are in the field's format or rejected.
+                "note": ["02/29/2024", "2024-02-29"],
+            }
+        ),
+        path,
+    )
+    report = run(hub, db, dataset, path, "append")
+    assert (report.rows_accepted, report.errors_by_rule["format"]) == (1, 1)
+    assert stored_rows(db, hub, dataset) == [
+        {"id": 1, "onset": dt.date(2024, 2, 29), "seen": seen, "note": dt.date(2024, 2, 29)}
+    ]

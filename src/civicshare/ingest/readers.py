@@ -202,6 +202,9 @@ class TableSource:
     bytes_read: ByteCounter
     size: int | None
     dialect: Dialect | None = None
+    # Columns that were typed dates, timestamps or times in the file, given as ISO 8601 text:
+    # a field's text ``format`` (``%m/%d/%Y``) does not describe them.
+    iso_columns: frozenset[str] = frozenset()
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         return self.batches
@@ -685,7 +688,7 @@ def _open_json(
 def _open_parquet(source: Source, size: int, rows: int) -> TableSource:
     with source.open() as handle:
         try:
-            columns = list(pq.ParquetFile(handle).schema_arrow.names)
+            schema = pq.ParquetFile(handle).schema_arrow
         except (pa.ArrowInvalid, OSError) as exc:
             raise Invalid(
                 "the file is not a readable Parquet file", code="malformed_parquet"
@@ -702,7 +705,9 @@ def _open_parquet(source: Source, size: int, rows: int) -> TableSource:
                 raise Invalid("the Parquet file is damaged", code="malformed_parquet") from exc
         counter.value = size
 
-    return TableSource("parquet", columns, batches(), counter, size)
+    temporal = (pa.types.is_date, pa.types.is_timestamp, pa.types.is_time)
+    iso = frozenset(f.name for f in schema if any(kind(f.type) for kind in temporal))
+    return TableSource("parquet", schema.names, batches(), counter, size, iso_columns=iso)
 
 
 def _as_text(batch: pa.RecordBatch) -> pa.RecordBatch:

@@ -144,6 +144,7 @@ def ingest_file(
             only_fields=only,
             key=key_fields or (),
             check_unique=chosen != "delete",
+            iso_columns=table.iso_columns,
         )
         _require_key_columns(validator, key_fields)
         validator.known_repeats = repeats

@@ -286,6 +286,7 @@ class Validator:
         only_fields: Iterable[str] | None = None,
         key: Iterable[str] = (),
         check_unique: bool = True,
+        iso_columns: Iterable[str] = (),
     ) -> None:
         self.schema = schema
         # An upsert's or delete's key: a row without it would match every stored row that
@@ -312,8 +313,12 @@ class Validator:
                 code="missing_columns",
                 details={"columns": required},
             )
+        iso = set(iso_columns)
         self.standardisers = {
-            f.name: FieldStandardiser(f, schema.missingValues) for f in self.fields
+            f.name: FieldStandardiser(
+                _as_iso(f) if self.sources.get(f.name) in iso else f, schema.missingValues
+            )
+            for f in self.fields
         }
         self.bounds = {f.name: self._bounds(f) for f in self.fields}
         for schema_field in self.fields:
@@ -555,6 +560,14 @@ class Validator:
         if repeats is None or len(repeats) == 0:
             return pa.repeat(pa.scalar(False), len(numbers))
         return pc.is_in(numbers, repeats)
+
+
+def _as_iso(schema_field: SchemaField) -> SchemaField:
+    """A temporal field as it reads a column the file typed (ISO text), whatever text format
+    the field declares for text sources."""
+    if schema_field.type not in ("date", "datetime", "time"):
+        return schema_field
+    return schema_field.model_copy(update={"format": "default"})
 
 
 def _check_pattern(schema_field: SchemaField) -> None:

@@ -916,6 +916,7 @@ def test_typed_parquet_dates_fill_fields_whose_format_is_for_text(
             {"name": "onset", "type": "date", "format": "%m/%d/%Y"},
             {"name": "seen", "type": "datetime", "format": "%m/%d/%Y %I:%M:%S %p"},
             {"name": "note", "type": "date", "format": "%m/%d/%Y"},
+            {"name": "born", "type": "date"},
         ]
     }
     dataset = make_dataset(db, "health.onsets", schema)
@@ -929,12 +930,21 @@ def test_typed_parquet_dates_fill_fields_whose_format_is_for_text(
                 "seen": pa.array([seen, None], pa.timestamp("s")),
                 # Text stays text: its values are in the field's format or rejected.
                 "note": ["02/29/2024", "2024-02-29"],
+                # pandas writes a column of dates as timestamps; only midnight is a date.
+                "born": pa.array([dt.datetime(1990, 5, 1), seen], pa.timestamp("ns")),
             }
         ),
         path,
     )
     report = run(hub, db, dataset, path, "append")
     assert (report.rows_accepted, report.errors_by_rule["format"]) == (1, 1)
+    assert report.errors_by_rule["type"] == 1  # the timestamp that is not at midnight
     assert stored_rows(db, hub, dataset) == [
-        {"id": 1, "onset": dt.date(2024, 2, 29), "seen": seen, "note": dt.date(2024, 2, 29)}
+        {
+            "id": 1,
+            "onset": dt.date(2024, 2, 29),
+            "seen": seen,
+            "note": dt.date(2024, 2, 29),
+            "born": dt.date(1990, 5, 1),
+        }
     ]

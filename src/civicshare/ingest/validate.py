@@ -314,6 +314,11 @@ class Validator:
                 details={"columns": required},
             )
         iso = set(iso_columns)
+        # Date fields fed by a typed column: a timestamp at midnight names a date (pandas
+        # writes a column of dates as timestamps).
+        self.midnight_dates = {
+            f.name for f in self.fields if f.type == "date" and self.sources.get(f.name) in iso
+        }
         self.standardisers = {
             f.name: FieldStandardiser(
                 _as_iso(f) if self.sources.get(f.name) in iso else f, schema.missingValues
@@ -393,6 +398,8 @@ class Validator:
             index = batch.schema.get_field_index(source) if source is not None else -1
             raw = batch.column(index) if index >= 0 else pa.nulls(rows, pa.string())
             raw_columns[schema_field.name] = raw
+            if schema_field.name in self.midnight_dates:
+                raw = pc.replace_substring_regex(raw, r"T00:00:00(?:\.0+)?$", "")
             result = self.standardisers[schema_field.name](raw)
             values = result.values
             rule = _failure_rule(schema_field)

@@ -235,6 +235,13 @@ def test_parquet_columns_read_as_text(tmp_path: Path) -> None:
     assert table.column("v").to_pylist() == ["1.5", None]
 
 
+def test_parquet_columns_of_one_name_get_names_of_their_own(tmp_path: Path) -> None:
+    path = tmp_path / "twice.parquet"
+    pq.write_table(pa.table([pa.array([1]), pa.array(["x"]), pa.array([3])], ["a", "a", "b"]), path)
+    table = read_all(path)
+    assert table.to_pylist() == [{"a": "1", "a_2": "x", "b": "3"}]
+
+
 def test_xlsx_streams_rows(tmp_path: Path) -> None:
     import datetime as dt
 

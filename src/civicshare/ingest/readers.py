@@ -694,23 +694,27 @@ def _open_parquet(source: Source, size: int, rows: int) -> TableSource:
                 "the file is not a readable Parquet file", code="malformed_parquet"
             ) from exc
     counter = ByteCounter()
+    # Parquet allows two columns of one name; one of them would be unreachable by name.
+    columns = unique_headers(schema.names)
 
     def batches() -> Iterator[pa.RecordBatch]:
         with source.open() as handle:
             try:
                 for batch in pq.ParquetFile(handle).iter_batches(batch_size=rows):
                     counter.value = min(size, counter.value + batch.nbytes)
-                    yield _as_text(batch)
+                    yield _as_text(batch, columns)
             except (pa.ArrowInvalid, OSError) as exc:
                 raise Invalid("the Parquet file is damaged", code="malformed_parquet") from exc
         counter.value = size
 
     temporal = (pa.types.is_date, pa.types.is_timestamp, pa.types.is_time)
-    iso = frozenset(f.name for f in schema if any(kind(f.type) for kind in temporal))
-    return TableSource("parquet", schema.names, batches(), counter, size, iso_columns=iso)
+    iso = frozenset(
+        name for name, f in zip(columns, schema, strict=True) if any(k(f.type) for k in temporal)
+    )
+    return TableSource("parquet", columns, batches(), counter, size, iso_columns=iso)
 
 
-def _as_text(batch: pa.RecordBatch) -> pa.RecordBatch:
+def _as_text(batch: pa.RecordBatch, names: list[str]) -> pa.RecordBatch:
     """Typed Parquet columns as text, so validation treats every source alike."""
     import pyarrow.compute as pc
 
@@ -728,7 +732,7 @@ def _as_text(batch: pa.RecordBatch) -> pa.RecordBatch:
             arrays.append(pa.array([_json_text(v) for v in column.to_pylist()], pa.string()))
         else:
             arrays.append(pc.cast(column, pa.string()))
-    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
+    return pa.RecordBatch.from_arrays(arrays, names=names)
 
 
 def _timestamp_text(column: pa.Array) -> pa.Array:

@@ -242,6 +242,23 @@ def test_parquet_columns_of_one_name_get_names_of_their_own(tmp_path: Path) -> N
     assert table.to_pylist() == [{"a": "1", "a_2": "x", "b": "3"}]
 
 
+def test_parquet_uuids_read_as_text_and_other_bytes_are_named(tmp_path: Path) -> None:
+    import uuid
+
+    ids = [uuid.uuid4(), uuid.uuid4()]
+    path = tmp_path / "ids.parquet"
+    uuids = pa.array([i.bytes for i in ids], pa.uuid())
+    pq.write_table(pa.table({"id": uuids, "blob": pa.array([b"ok", None])}), path)
+    assert read_all(path).to_pylist() == [
+        {"id": str(ids[0]), "blob": "ok"},
+        {"id": str(ids[1]), "blob": None},
+    ]
+    pq.write_table(pa.table({"id": uuids, "photo": pa.array([b"\xff\xd8", None])}), path)
+    with pytest.raises(Invalid) as caught:
+        read_all(path)
+    assert (caught.value.code, "photo" in str(caught.value)) == ("malformed_parquet", True)
+
+
 def test_xlsx_streams_rows(tmp_path: Path) -> None:
     import datetime as dt
 

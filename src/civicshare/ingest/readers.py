@@ -719,8 +719,16 @@ def _as_text(batch: pa.RecordBatch, names: list[str]) -> pa.RecordBatch:
     import pyarrow.compute as pc
 
     arrays = []
-    for column in batch.columns:
-        if pa.types.is_string(column.type):
+    for name, column in zip(names, batch.columns, strict=True):
+        if (
+            isinstance(column.type, pa.BaseExtensionType)
+            and column.type.extension_name == "arrow.uuid"
+        ):
+            uuids = column.storage.to_pylist()
+            arrays.append(pa.array([_uuid_text(v) for v in uuids], pa.string()))
+        elif pa.types.is_binary(column.type) or pa.types.is_fixed_size_binary(column.type):
+            arrays.append(_bytes_text(name, column))
+        elif pa.types.is_string(column.type):
             arrays.append(column)
         elif pa.types.is_large_string(column.type) or pa.types.is_dictionary(column.type):
             arrays.append(pc.cast(column, pa.string()))
@@ -733,6 +741,24 @@ def _as_text(batch: pa.RecordBatch, names: list[str]) -> pa.RecordBatch:
         else:
             arrays.append(pc.cast(column, pa.string()))
     return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+def _uuid_text(value: bytes | None) -> str | None:
+    import uuid
+
+    return None if value is None else str(uuid.UUID(bytes=value))
+
+
+def _bytes_text(name: str, column: pa.Array) -> pa.Array:
+    """Bytes that are UTF-8 text, as text; other bytes are refused by column, not as damage."""
+    import pyarrow.compute as pc
+
+    try:
+        return pc.cast(column, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise Invalid(
+            f"the Parquet column '{name}' holds bytes that are not text", code="malformed_parquet"
+        ) from None
 
 
 def _timestamp_text(column: pa.Array) -> pa.Array:

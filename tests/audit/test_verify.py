@@ -15,9 +15,14 @@ import pytest
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from civicshare.audit import service as audit
 from civicshare.audit.models import AuditCheckpoint, AuditCounter, AuditEntry, AuditNode
 from civicshare.audit.note import Signer, Verifier
+from civicshare.audit.verifier import verify_log
+from civicshare.cli.audit import LocalLogSource
 from civicshare.db import Database
+from civicshare.errors import Invalid
+from civicshare.hub import Hub
 from tests.support.hubproc import HubProcess
 
 
@@ -217,3 +222,24 @@ def test_a_fork_is_caught_against_the_accepted_state(
     assert code == 1
     assert verdict["problem"] in {"fork", "altered"}
     assert verdict["first_bad_index"] == target
+
+
+def _local_log(hub: Hub, records: int) -> tuple[LocalLogSource, Verifier]:
+    with hub.db.session() as db:
+        for number in range(records):
+            audit.record(db, actor=None, action=f"test.event{number}")
+        audit.ensure_signing_key(db, hub)
+        return LocalLogSource(hub), audit.verifier(db)
+
+
+def test_a_damaged_state_file_is_refused_not_blamed_on_the_hub(hub: Hub, tmp_path: Path) -> None:
+    source, verifier = _local_log(hub, 20)
+    state = tmp_path / "state.json"
+    assert verify_log(source, verifier, state=state).ok
+    leaves = tmp_path / "state.json.leaves"
+    damaged = bytearray(leaves.read_bytes())
+    damaged[5 * 32] ^= 0x01  # same length: only the hashes tell
+    leaves.write_bytes(bytes(damaged))
+    with pytest.raises(Invalid) as error:
+        verify_log(source, verifier, state=state)
+    assert error.value.code == "bad_state"

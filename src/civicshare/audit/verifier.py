@@ -115,9 +115,17 @@ def load_state(path: Path | None, verifier: Verifier) -> AcceptedState | None:
         leaves = _leaves_path(path).read_bytes()
     except (OSError, ValueError, KeyError, TypeError, NoteError) as exc:
         raise Invalid(f"the state file {path} is unreadable: {exc}", code="bad_state") from exc
-    if len(leaves) != checkpoint.size * HASH_SIZE:
+    if len(leaves) != checkpoint.size * HASH_SIZE or _leaves_root(leaves) != checkpoint.root:
+        # A damaged local file must not be reported as records the hub altered.
         raise Invalid(f"the state file {path} does not match its leaves", code="bad_state")
     return AcceptedState(note, checkpoint, leaves)
+
+
+def _leaves_root(leaves: bytes) -> bytes:
+    tree = MemoryTree()
+    for start in range(0, len(leaves), HASH_SIZE):
+        tree.append(leaves[start : start + HASH_SIZE])
+    return tree.root()
 
 
 def save_state(path: Path, note: str, checkpoint: Checkpoint, tree: MemoryTree) -> None:

@@ -220,7 +220,7 @@ def test_a_fork_is_caught_against_the_accepted_state(
         database.dispose()
     code, verdict = verify(proc, key, "--state", str(state))
     assert code == 1
-    assert verdict["problem"] in {"fork", "altered"}
+    assert verdict["problem"] == "fork"
     assert verdict["first_bad_index"] == target
 
 
@@ -243,3 +243,28 @@ def test_a_damaged_state_file_is_refused_not_blamed_on_the_hub(hub: Hub, tmp_pat
     with pytest.raises(Invalid) as error:
         verify_log(source, verifier, state=state)
     assert error.value.code == "bad_state"
+
+
+def test_a_rewritten_history_signed_again_is_a_fork_at_the_first_changed_record(
+    hub: Hub, tmp_path: Path
+) -> None:
+    source, verifier = _local_log(hub, 40)
+    state = tmp_path / "state.json"
+    assert verify_log(source, verifier, state=state).ok
+    _local_log(hub, 5)
+    target = 17
+    # The database's owner rewrites a record, rebuilds the tree and drops the signed checkpoints,
+    # so the hub signs the rewritten history: only the accepted state can tell.
+    alter_one_byte(hub.db, target)
+    with hub.db.session() as db:
+        record = db.scalars(sa.select(AuditEntry.record).where(AuditEntry.index == target)).one()
+        db.execute(
+            sa.update(AuditEntry)
+            .where(AuditEntry.index == target)
+            .values(leaf_hash=hashlib.sha256(b"\x00" + record).digest())
+        )
+        db.execute(sa.delete(AuditNode))
+        db.execute(sa.delete(AuditCheckpoint))
+        db.execute(sa.update(AuditCounter).where(AuditCounter.name == "integrated").values(value=0))
+    verdict = verify_log(source, verifier, state=state)
+    assert (verdict.ok, verdict.problem, verdict.first_bad_index) == (False, "fork", target)

@@ -21,7 +21,7 @@ import httpx
 from civicshare.audit import merkle
 from civicshare.audit.merkle import HASH_SIZE, MemoryTree, ProofError
 from civicshare.audit.note import Checkpoint, NoteError, Verifier, open_checkpoint
-from civicshare.errors import Invalid, Unavailable
+from civicshare.errors import CivicshareError, Invalid, Unavailable
 
 
 class LogSource(Protocol):
@@ -189,7 +189,8 @@ def verify_log(
     if tree.root(tree.size) != checkpoint.root or tree.size < checkpoint.size:
         findings += _locate_altered(source, checkpoint, tree)
     if findings:
-        first = min(findings, key=lambda finding: finding.index)
+        # At one index, a fork says more than what it caused (an altered or moved record).
+        first = min(findings, key=lambda finding: (finding.index, finding.problem != "fork"))
         return Verdict(False, checkpoint.size, root, first.problem, first.index, first.message)
     if state is not None:
         save_state(state, note, checkpoint, tree)
@@ -245,27 +246,26 @@ def _compare_with_accepted(
     if accepted is None:
         return []
     old = accepted.checkpoint
-    findings = []
-    for index in range(min(old.size, tree.size)):
-        if tree.leaf(index) != accepted.leaf(index):
-            findings.append(
-                _Finding(index, "altered", f"record {index} differs from the one accepted before")
-            )
-            break
+    changed = next(
+        (i for i in range(min(old.size, tree.size)) if tree.leaf(i) != accepted.leaf(i)), None
+    )
     try:
         proof = source.consistency(old.size, checkpoint.size)
         merkle.verify_consistency(old.size, checkpoint.size, old.root, checkpoint.root, proof)
-    except (ProofError, Unavailable) as exc:
-        first = findings[0].index if findings else old.size
-        findings.append(
+    except (ProofError, CivicshareError) as exc:
+        # A signed head that does not extend the accepted one is a fork, whatever else differs.
+        return [
             _Finding(
-                first,
+                old.size if changed is None else changed,
                 "fork",
                 f"the checkpoint of size {checkpoint.size} does not extend the one of size "
                 f"{old.size} accepted before ({exc})",
             )
-        )
-    return findings
+        ]
+    if changed is not None:
+        message = f"record {changed} differs from the one accepted before"
+        return [_Finding(changed, "altered", message)]
+    return []
 
 
 def _locate_altered(source: LogSource, checkpoint: Checkpoint, tree: MemoryTree) -> list[_Finding]:

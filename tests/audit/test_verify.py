@@ -21,7 +21,7 @@ from civicshare.audit.note import Signer, Verifier
 from civicshare.audit.verifier import verify_log
 from civicshare.cli.audit import LocalLogSource
 from civicshare.db import Database
-from civicshare.errors import Invalid
+from civicshare.errors import Invalid, Unavailable
 from civicshare.hub import Hub
 from tests.support.hubproc import HubProcess
 
@@ -268,3 +268,50 @@ def test_a_rewritten_history_signed_again_is_a_fork_at_the_first_changed_record(
         db.execute(sa.update(AuditCounter).where(AuditCounter.name == "integrated").values(value=0))
     verdict = verify_log(source, verifier, state=state)
     assert (verdict.ok, verdict.problem, verdict.first_bad_index) == (False, "fork", target)
+
+
+class _Overfull:
+    """A hub that answers every page with one record more than was asked for."""
+
+    def __init__(self, inner: LocalLogSource) -> None:
+        self.inner = inner
+
+    def checkpoint(self) -> str:
+        return self.inner.checkpoint()
+
+    def entries(self, start: int, end: int) -> list[tuple[int, bytes]]:
+        page = self.inner.entries(start, end)
+        extra = page[-1][0] + 1
+        return [*page, (extra, b'{"index":%d}' % extra)]
+
+    def inclusion(self, index: int, size: int) -> list[bytes]:
+        return self.inner.inclusion(index, size)
+
+    def consistency(self, first: int, second: int) -> list[bytes]:
+        return self.inner.consistency(first, second)
+
+
+def test_records_beyond_the_signed_checkpoint_are_not_verified(hub: Hub) -> None:
+    source, verifier = _local_log(hub, 12)
+    verdict = verify_log(_Overfull(source), verifier)
+    assert verdict.ok, verdict
+    assert verdict.size == 12
+
+
+class _Unproving(_Overfull):
+    """A hub that serves its records but refuses every consistency proof."""
+
+    def entries(self, start: int, end: int) -> list[tuple[int, bytes]]:
+        return self.inner.entries(start, end)
+
+    def consistency(self, first: int, second: int) -> list[bytes]:
+        raise Unavailable("the hub answered 500", code="hub_error")
+
+
+def test_a_hub_refusing_proofs_is_an_error_not_a_guessed_index(hub: Hub) -> None:
+    source, verifier = _local_log(hub, 12)
+    source.checkpoint()
+    alter_one_byte(hub.db, 9)
+    with pytest.raises(Unavailable) as error:
+        verify_log(_Unproving(source), verifier)
+    assert error.value.code == "hub_error"

@@ -288,6 +288,22 @@ def test_truncated_segment_fails_authentication(hub: Hub, db: Session) -> None:
     assert error.value.code == "segment_tampered"
 
 
+@pytest.mark.parametrize("kept", [0, 27, 28, 29])
+def test_segment_cut_after_its_header_fails(hub: Hub, db: Session, kept: int) -> None:
+    from civicshare import crypto
+
+    dataset = make_dataset(db, "health.cases")
+    write(db, hub, dataset, people(500))
+    segment = db.scalars(sa.select(StorageSegment)).one()
+    file = Path(hub.storage.full_path(segment.path))
+    blob = file.read_bytes()
+    _, _, header = crypto.parse_segment_header(blob)
+    file.write_bytes(blob[: header + kept])  # 28 bytes: what an empty last chunk would be
+    with pytest.raises(Invalid) as error:
+        read(db, hub, dataset)
+    assert error.value.code == "segment_tampered"
+
+
 def _everything_on_disk(hub: Hub) -> bytes:
     """Every file of the hub home and, on SQLite, of the database's folder (with its WAL)."""
     roots = {Path(hub.settings.home)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from civicshare.permissions import CLI_ADMIN
 from civicshare.storage import service as storage
 from civicshare.storage.models import AgencyKey, DataKey, DatasetVersion, StorageSegment
 from civicshare.storage.segments import segment_path
+from tests.support.concurrency import write_held
 from tests.support.datasets import make_dataset, person
 
 PLANTED_NAME = "Zephyrine Quillfeather-Oyelaran"
@@ -425,6 +427,32 @@ def test_rotation_rewraps_keys_and_keeps_data_readable(hub: Hub, db: Session) ->
     assert "key.rotate" in set(db.scalars(sa.select(AuditEntry.action)))
     write(db, hub, first, people(2), keep_previous=True, operation="append")
     assert read(db, hub, first).num_rows == 12
+
+
+def test_a_first_write_racing_a_rotation_keeps_its_data_readable(hub: Hub, db: Session) -> None:
+    written = make_dataset(db, "health.cases")
+    write(db, hub, written, people(10))  # the agency has its key-encryption key, version 1
+    make_dataset(db, "health.visits")
+    db.commit()
+
+    def rotate(session: Session) -> None:
+        health = agency_service.get_agency(db=session, slug="health")
+        storage.rotate_agency_key(db=session, hub=hub, actor=CLI_ADMIN, agency=health)
+
+    def first_write() -> None:
+        with hub.db.session() as session:
+            visits = catalog.get_dataset(db=session, ref="health.visits")
+            write(session, hub, visits, people(10))
+
+    # The rotation is open when the dataset's first write wraps its new data key.
+    with write_held(hub.db, rotate):
+        writer = threading.Thread(target=first_write)
+        writer.start()
+        time.sleep(1.0)
+    writer.join(60)
+    with hub.db.session() as session:
+        visits = catalog.get_dataset(db=session, ref="health.visits")
+        assert read(session, hub, visits).to_pylist() == people(10).to_pylist()
 
 
 def test_rotation_is_admin_only(hub: Hub, db: Session) -> None:

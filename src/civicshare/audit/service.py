@@ -248,6 +248,15 @@ def _counter(db: Session, name: str, *, lock: bool = False) -> int:
     return int(db.execute(query.with_for_update() if lock else query).scalar_one())
 
 
+def hold_appends(db: Session) -> None:
+    """Take now the lock ``record`` takes (the size counter's row), held until the transaction ends.
+
+    Every audited write holds it from its first record to its commit, so a transaction that
+    takes it before reading serialises with all of them, without a lock order to deadlock on.
+    """
+    _counter(db, SIZE, lock=True)
+
+
 def appended_size(db: Session) -> int:
     return _counter(db, SIZE)
 

@@ -324,6 +324,8 @@ def _data_key(
         return crypto.aead_decrypt(kek, row.wrapped, context=_data_key_context(dataset.id))
     if not create:
         raise NotFound(f"'{dataset.ref}' has no data key", code="key_not_found")
+    # Before choosing the key-encryption key: a rotation retiring it must not be in flight.
+    audit.hold_appends(db)
     active = _active_agency_key(db, dataset.agency_id)
     if active is None:
         agency_key, kek = _create_agency_key(db, hub, actor, dataset.agency, 1)
@@ -383,6 +385,9 @@ def rotate_agency_key(*, db: Session, hub: Hub, actor: Actor, agency: Agency) ->
     The old key is retired and its wrapped form erased, so it cannot unwrap anything again.
     """
     authorize(actor, Action.key_rotate, agency_id=agency.id)
+    # Serialised with the creation of data keys (see ``audit.hold_appends``): a data key wrapped
+    # under ``old`` by a concurrent write would be neither rewrapped here nor readable after.
+    audit.hold_appends(db)
     old = _active_agency_key(db, agency.id)
     latest = db.scalar(select(func.max(AgencyKey.version)).where(AgencyKey.agency_id == agency.id))
     new, new_secret = _create_agency_key(db, hub, actor, agency, (latest or 0) + 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import multiprocessing
 import os
@@ -295,6 +296,25 @@ def test_who_reads_which_records(hub: Hub) -> None:
         assert [r.index for r in rest.records] == [2, 1, 0]
         with pytest.raises(Invalid):
             audit.list_records(db, actor=auditor, where=audit.RecordFilter(outcome="maybe"))
+
+
+def test_time_filters_at_the_ends_of_the_calendar_are_bounds_not_errors(hub: Hub) -> None:
+    with hub.db.session() as db:
+        for number in range(3):
+            audit.record(db, actor=None, action=f"test.event{number}")
+    east, west = dt.timezone(dt.timedelta(hours=5)), dt.timezone(dt.timedelta(hours=-5))
+    earliest = dt.datetime(1, 1, 1, tzinfo=east)  # before 0001-01-01 in UTC
+    latest = dt.datetime(9999, 12, 31, 23, 59, tzinfo=west)  # after 9999-12-31 in UTC
+    with hub.db.session() as db:
+        everything = [r.index for r in audit.list_records(db, actor=CLI_ADMIN).records]
+        for where, expected in (
+            (audit.RecordFilter(since=earliest), everything),
+            (audit.RecordFilter(until=latest), everything),
+            (audit.RecordFilter(until=earliest), []),
+            (audit.RecordFilter(since=latest), []),
+        ):
+            found = audit.list_records(db, actor=CLI_ADMIN, where=where).records
+            assert [r.index for r in found] == expected
 
 
 # ---------------------------------------------------------------------------- processes

@@ -145,6 +145,50 @@ def test_append_keeps_previous_segments_and_time_travel_works(hub: Hub, db: Sess
     assert [v.number for v in storage.list_versions(db=db, dataset=dataset)] == [1, 2, 3]
 
 
+def test_time_travel_beyond_any_version_is_version_not_found(hub: Hub, db: Session) -> None:
+    dataset = make_dataset(db, "health.cases")
+    write(db, hub, dataset, people(4))
+    east, west = dt.timezone(dt.timedelta(hours=5)), dt.timezone(dt.timedelta(hours=-5))
+    future = dt.datetime(9999, 12, 31, 23, 59, tzinfo=west)  # after 9999-12-31 in UTC
+    assert storage.get_version(db=db, dataset=dataset, as_of=future).number == 1
+    for where in (
+        {"as_of": dt.datetime(1, 1, 1, tzinfo=east)},  # before 0001-01-01 in UTC
+        {"version": 0},
+        {"version": -1},
+        {"version": 2**31},
+        {"version": 2**63},
+        {"version": 2**70},
+    ):
+        with pytest.raises(NotFound) as error:
+            storage.get_version(db=db, dataset=dataset, **where)  # type: ignore[arg-type]
+        assert error.value.code == "version_not_found"
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    moment=st.datetimes(min_value=dt.datetime(1, 1, 1), max_value=dt.datetime(9999, 12, 31)),
+    offset=st.integers(min_value=-23 * 60 - 59, max_value=23 * 60 + 59),
+)
+def test_time_travel_to_any_moment_is_a_version_or_none(
+    hub: Hub, moment: dt.datetime, offset: int
+) -> None:
+    with hub.db.session() as db:
+        try:
+            dataset = catalog.get_dataset(db=db, ref="health.cases")
+        except NotFound:  # the first example writes the one version
+            dataset = make_dataset(db, "health.cases")
+            write(db, hub, dataset, people(2))
+        created = storage.list_versions(db=db, dataset=dataset)[0].created_at
+        aware = moment.replace(tzinfo=dt.timezone(dt.timedelta(minutes=offset)))
+        try:
+            found: int | None = storage.get_version(db=db, dataset=dataset, as_of=aware).number
+        except NotFound:
+            found = None
+        assert found == (1 if aware >= created else None)
+
+
 def test_versions_are_audited_with_counts(hub: Hub, db: Session) -> None:
     dataset = make_dataset(db, "health.cases")
     write(db, hub, dataset, people(42))

@@ -46,7 +46,7 @@ from civicshare.audit.models import (
 )
 from civicshare.audit.note import Checkpoint, Signer, Verifier, check_key_name, public_bytes
 from civicshare.config import Settings
-from civicshare.db import Base, Database, utcnow
+from civicshare.db import Base, Database, utc_for_comparison, utcnow
 from civicshare.errors import Conflict, Invalid, NotFound
 from civicshare.hub import Hub
 from civicshare.permissions import Action, Actor, authorize, is_allowed
@@ -556,7 +556,7 @@ def _conditions(where: RecordFilter) -> list[ColumnElement[bool]]:
     if where.resource:
         conditions.append(AuditEntry.resource == where.resource)
     if where.since:
-        conditions.append(AuditEntry.created_at >= where.since)
+        conditions.append(AuditEntry.created_at >= utc_for_comparison(where.since))
     if where.until:
-        conditions.append(AuditEntry.created_at < where.until)
+        conditions.append(AuditEntry.created_at < utc_for_comparison(where.until))
     return conditions

@@ -19,7 +19,7 @@ from civicshare.agency.models import Agency
 from civicshare.audit import service as audit
 from civicshare.catalog import service as catalog
 from civicshare.catalog.models import Dataset
-from civicshare.db import flush_or_conflict, utcnow
+from civicshare.db import flush_or_conflict, utc_for_comparison, utcnow
 from civicshare.errors import Gone, Invalid, NotFound
 from civicshare.ingest.models import IngestRecord
 from civicshare.permissions import Action, Actor, authorize
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from civicshare.hub import Hub
 
 OPERATIONS = frozenset({"append", "replace", "upsert", "delete"})
+MAX_VERSION_NUMBER = 2**31 - 1  # dataset_version.number is a 32-bit INTEGER on PostgreSQL
 # Files younger than this may belong to a write whose version has not committed yet.
 GC_MIN_AGE = dt.timedelta(hours=1)
 
@@ -199,8 +200,10 @@ def get_version(
     if as_of is not None:
         if as_of.tzinfo is None:
             raise Invalid("as_of needs a time zone (e.g. 2026-01-01T00:00:00Z)", code="bad_version")
-        query = query.where(DatasetVersion.created_at <= as_of)
-    found = db.scalar(query.order_by(DatasetVersion.number.desc()).limit(1))
+        query = query.where(DatasetVersion.created_at <= utc_for_comparison(as_of))
+    # A number no version column can hold is no version (the databases refuse to compare it).
+    numbered = version is None or 1 <= version <= MAX_VERSION_NUMBER
+    found = db.scalar(query.order_by(DatasetVersion.number.desc()).limit(1)) if numbered else None
     if found is None:
         if version is not None:
             message = f"'{dataset.ref}' has no version {version}"

@@ -298,6 +298,37 @@ def test_who_reads_which_records(hub: Hub) -> None:
             audit.list_records(db, actor=auditor, where=audit.RecordFilter(outcome="maybe"))
 
 
+def test_stewards_read_records_of_queries_across_agencies_and_denials(hub: Hub) -> None:
+    for slug in ("health", "housing", "police", "health_x"):
+        add_agency(hub, slug)
+    health = Actor(email="s@h", role=Role.steward, agency_id=1, agency_slug="health")
+    housing = Actor(email="s@ho", role=Role.steward, agency_id=2, agency_slug="housing")
+    police = Actor(email="s@p", role=Role.steward, agency_id=3, agency_slug="police")
+    analyst = Actor(email="a@p", role=Role.analyst, agency_id=3, agency_slug="police")
+    with hub.db.session() as db:
+        joined = audit.record(
+            db, actor=analyst, action="query.run", resource="housing.people@v2,health.cases"
+        ).index
+        other = audit.record(db, actor=analyst, action="query.run", resource="health_x.cases")
+    denied = audit.record_denied(
+        hub.db, actor=analyst, action="query.run", reason="no_agreement", resource="health.cases"
+    ).index
+    with hub.db.session() as db:
+
+        def seen(who: Actor) -> set[int]:
+            found = {e.index for e in audit.entries(db, actor=who, start=0, end=100).entries}
+            listed = {r.index for r in audit.list_records(db, actor=who).records}
+            assert found == listed
+            return found
+
+        assert {joined, denied} <= seen(health)
+        assert other.index not in seen(health)  # health_x is another agency
+        assert joined in seen(housing)
+        assert denied not in seen(housing)
+        assert not {joined, denied} & seen(police)  # its analyst's actions, not its datasets'
+        assert {joined, denied, other.index} <= seen(analyst)
+
+
 def test_time_filters_at_the_ends_of_the_calendar_are_bounds_not_errors(hub: Hub) -> None:
     with hub.db.session() as db:
         for number in range(3):

@@ -478,8 +478,22 @@ def _visible_to(actor: Actor) -> ColumnElement[bool] | None:
     authorize(actor, Action.audit_read_own)
     conditions = [AuditEntry.actor_email == actor.email]
     if actor.agency_slug and is_allowed(actor, Action.audit_read_agency, agency_id=actor.agency_id):
-        conditions.append(AuditEntry.agency == actor.agency_slug)
+        conditions += _about_agency(actor.agency_slug)
     return or_(*conditions)
+
+
+def _about_agency(slug: str) -> list[ColumnElement[bool]]:
+    """Records about the agency: its ``agency`` column, or one of its datasets in ``resource``.
+
+    A query joining several agencies' datasets (and a denied query) records no single agency;
+    its ``resource`` lists every ``agency.dataset`` it read, comma-separated.
+    """
+    dataset = slug + "."
+    return [
+        AuditEntry.agency == slug,
+        AuditEntry.resource.startswith(dataset, autoescape=True),
+        AuditEntry.resource.contains("," + dataset, autoescape=True),
+    ]
 
 
 def entries(db: Session, *, actor: Actor, start: int, end: int) -> EntriesPage:

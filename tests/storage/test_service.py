@@ -334,7 +334,21 @@ def test_truncated_segment_fails_authentication(hub: Hub, db: Session) -> None:
     assert error.value.code == "segment_tampered"
 
 
-@pytest.mark.parametrize("kept", [0, 27, 28, 29])
+@pytest.mark.parametrize("position", [0, 7, 8, 12, 14])
+def test_a_flipped_header_bit_is_segment_tampered(hub: Hub, db: Session, position: int) -> None:
+    dataset = make_dataset(db, "health.cases")
+    write(db, hub, dataset, people(50))
+    segment = db.scalars(sa.select(StorageSegment)).one()
+    file = Path(hub.storage.full_path(segment.path))
+    data = bytearray(file.read_bytes())
+    data[position] ^= 0x01  # magic, chunk size, id length, segment id
+    file.write_bytes(bytes(data))
+    with pytest.raises(Invalid) as error:
+        read(db, hub, dataset)
+    assert error.value.code == "segment_tampered"
+
+
+@pytest.mark.parametrize("kept", [-1, 0, 27, 28, 29])
 def test_segment_cut_after_its_header_fails(hub: Hub, db: Session, kept: int) -> None:
     from civicshare import crypto
 
@@ -344,7 +358,8 @@ def test_segment_cut_after_its_header_fails(hub: Hub, db: Session, kept: int) ->
     file = Path(hub.storage.full_path(segment.path))
     blob = file.read_bytes()
     _, _, header = crypto.parse_segment_header(blob)
-    file.write_bytes(blob[: header + kept])  # 28 bytes: what an empty last chunk would be
+    # 28 bytes: what an empty last chunk would be; -1: not even the whole header
+    file.write_bytes(blob[: header + kept])
     with pytest.raises(Invalid) as error:
         read(db, hub, dataset)
     assert error.value.code == "segment_tampered"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import http.server
 import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,9 +18,10 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from civicshare.audit import service as audit
+from civicshare.audit.merkle import MemoryTree
 from civicshare.audit.models import AuditCheckpoint, AuditCounter, AuditEntry, AuditNode
-from civicshare.audit.note import Signer, Verifier
-from civicshare.audit.verifier import verify_log
+from civicshare.audit.note import Checkpoint, Signer, Verifier
+from civicshare.audit.verifier import HttpLogSource, verify_log
 from civicshare.cli.audit import LocalLogSource
 from civicshare.db import Database
 from civicshare.errors import Invalid, Unavailable
@@ -315,3 +318,51 @@ def test_a_hub_refusing_proofs_is_an_error_not_a_guessed_index(hub: Hub) -> None
     with pytest.raises(Unavailable) as error:
         verify_log(_Unproving(source), verifier)
     assert error.value.code == "hub_error"
+
+
+class _LyingHub(http.server.BaseHTTPRequestHandler):
+    """A hub over real HTTP whose checkpoint is genuine but whose other answers are garbage."""
+
+    checkpoint = ""
+    body = b""
+
+    def do_GET(self) -> None:
+        payload = self.checkpoint.encode() if "/checkpoint" in self.path else self.body
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: Any) -> None:
+        return None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<html>not json</html>",
+        b"[]",
+        b'{"entries": [{"index": "0", "leaf_input": "e30="}]}',
+        b'{"entries": [{"index": 0, "leaf_input": "not base64!"}]}',
+        b'{"entries": [{"index": 0}]}',
+        b'{"entries": [{"index": 0, "leaf_input": 7}]}',
+    ],
+)
+def test_malformed_answers_of_a_hub_are_a_clean_error(body: bytes) -> None:
+    signer = Signer("city/audit", Ed25519PrivateKey.generate())
+    tree = MemoryTree.of_records([b'{"index":0}', b'{"index":1}'])
+    handler = type("Handler", (_LyingHub,), {"body": body})
+    handler.checkpoint = signer.sign(Checkpoint("city/audit", 2, tree.root()).text())
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    source = HttpLogSource(f"http://127.0.0.1:{server.server_address[1]}")
+    try:
+        with pytest.raises(Unavailable) as error:
+            verify_log(source, signer.verifier)
+        assert error.value.code == "hub_bad_response"
+    finally:
+        source.close()
+        server.shutdown()
+        server.server_close()
+        thread.join()

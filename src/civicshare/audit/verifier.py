@@ -9,12 +9,13 @@ hub are only ever used through their verification: a lying hub cannot make a bad
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import httpx
 
@@ -22,6 +23,8 @@ from civicshare.audit import merkle
 from civicshare.audit.merkle import HASH_SIZE, MemoryTree, ProofError
 from civicshare.audit.note import Checkpoint, NoteError, Verifier, open_checkpoint
 from civicshare.errors import CivicshareError, Invalid, Unavailable
+
+_T = TypeVar("_T")
 
 
 class LogSource(Protocol):
@@ -61,23 +64,52 @@ class HttpLogSource:
             )
         return response
 
+    def _parsed(self, path: str, read: Callable[[Any], _T], **params: int) -> _T:
+        """``read`` applied to the JSON body; a body of another shape is the hub's error."""
+        response = self._get(path, **params)
+        try:
+            return read(response.json())
+        except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+            raise Unavailable(
+                f"the hub's answer to {path} is malformed ({type(exc).__name__})",
+                code="hub_bad_response",
+            ) from exc
+
     def checkpoint(self) -> str:
         return self._get("/checkpoint").text
 
     def entries(self, start: int, end: int) -> list[tuple[int, bytes]]:
-        body = self._get("/entries", start=start, end=end).json()
-        return [(int(e["index"]), base64.b64decode(e["leaf_input"])) for e in body["entries"]]
+        def read(body: Any) -> list[tuple[int, bytes]]:
+            return [(_index(e["index"]), _base64(e["leaf_input"])) for e in body["entries"]]
+
+        return self._parsed("/entries", read, start=start, end=end)
 
     def inclusion(self, index: int, size: int) -> list[bytes]:
-        body = self._get("/proof/inclusion", index=index, size=size).json()
-        return [base64.b64decode(value) for value in body["audit_path"]]
+        def read(body: Any) -> list[bytes]:
+            return [_base64(value) for value in body["audit_path"]]
+
+        return self._parsed("/proof/inclusion", read, index=index, size=size)
 
     def consistency(self, first: int, second: int) -> list[bytes]:
-        body = self._get("/proof/consistency", first=first, second=second).json()
-        return [base64.b64decode(value) for value in body["consistency"]]
+        def read(body: Any) -> list[bytes]:
+            return [_base64(value) for value in body["consistency"]]
+
+        return self._parsed("/proof/consistency", read, first=first, second=second)
 
     def close(self) -> None:
         self.client.close()
+
+
+def _index(value: Any) -> int:
+    if type(value) is not int:
+        raise TypeError("an index is not an integer")
+    return value
+
+
+def _base64(value: Any) -> bytes:
+    if not isinstance(value, str):
+        raise TypeError("a hash or record is not a base64 string")
+    return base64.b64decode(value, validate=True)
 
 
 @dataclass(frozen=True)

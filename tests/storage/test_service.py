@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
 import time
 from pathlib import Path
@@ -252,6 +253,29 @@ def test_gc_removes_only_unreferenced_segments(hub: Hub, db: Session) -> None:
     assert {f.path for f in hub.storage.list_files("datasets")} == live
     assert read(db, hub, dataset, version=1).num_rows == 30
     assert read(db, hub, dataset).num_rows == 40
+
+
+def test_gc_leaves_the_early_segments_of_a_write_still_in_flight(hub: Hub, db: Session) -> None:
+    dataset = make_dataset(db, "health.cases")
+    other = make_dataset(db, "health.visits")
+    db.commit()
+    two_hours_ago = time.time() - 2 * 3600
+
+    def segment_file(dataset_id: int, name: str, *, old: bool) -> str:
+        path = segment_path(dataset_id, name * 32)
+        with hub.storage.open_output(path) as out:
+            out.write(b"sealed chunks")
+        if old:
+            os.utime(hub.storage.full_path(path), (two_hours_ago, two_hours_ago))
+        return path
+
+    # A long ingest wrote its first segment two hours ago and is writing its last one now.
+    segment_file(dataset.id, "a", old=True)
+    segment_file(dataset.id, "b", old=False)
+    crashed = segment_file(other.id, "c", old=True)  # a write that died long ago
+    report = storage.collect_garbage(db=db, hub=hub, actor=CLI_ADMIN, apply=True)
+    assert report.orphans == [crashed]
+    assert len(hub.storage.list_files(f"datasets/{dataset.id}")) == 2
 
 
 def test_gc_is_admin_only(hub: Hub, db: Session) -> None:

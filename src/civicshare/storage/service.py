@@ -510,12 +510,17 @@ def collect_garbage(
     )
     known = set(db.scalars(select(StorageSegment.path)))
     cutoff = utcnow() - min_age
+    files = hub.storage.list_files("datasets")
+    writing = _folders_being_written(files, known, cutoff)
     orphans: list[StoredFile] = []
     shredded: list[StoredFile] = []
-    for stored in hub.storage.list_files("datasets"):
-        if stored.path in live or (stored.modified is not None and stored.modified > cutoff):
+    for stored in files:
+        if stored.path in live or _young(stored, cutoff):
             continue
-        (shredded if stored.path in known else orphans).append(stored)
+        if stored.path in known:
+            shredded.append(stored)
+        elif _folder(stored) not in writing:
+            orphans.append(stored)
     if apply:
         for stored in orphans + shredded:
             hub.storage.delete(stored.path)
@@ -537,3 +542,22 @@ def collect_garbage(
         shredded_bytes=sum(f.size for f in shredded),
         referenced=len(live),
     )
+
+
+def _young(stored: StoredFile, cutoff: dt.datetime) -> bool:
+    return stored.modified is not None and stored.modified > cutoff
+
+
+def _folder(stored: StoredFile) -> str:
+    return stored.path.rpartition("/")[0]
+
+
+def _folders_being_written(
+    files: list[StoredFile], known: set[str], cutoff: dt.datetime
+) -> set[str]:
+    """Dataset folders with a recent unreferenced file: a write may be in flight there.
+
+    A long write (an ingest of many segments) finishes its first segments long before its
+    version commits; judged alone by their age they would be deleted under it.
+    """
+    return {_folder(f) for f in files if f.path not in known and _young(f, cutoff)}

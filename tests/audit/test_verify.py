@@ -366,3 +366,20 @@ def test_malformed_answers_of_a_hub_are_a_clean_error(body: bytes) -> None:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def test_verifying_with_a_token_that_reads_only_some_records_is_refused(
+    hub_process: HubProcess,
+) -> None:
+    steward = hub_process.login("steward", "health").token
+    with hub_process.client(steward) as client:
+        page = client.get("/api/v1/audit/entries", params={"start": 0, "end": 1000}).json()
+    assert page["complete"] is False
+    with hub_process.as_role("auditor") as client:
+        page = client.get("/api/v1/audit/entries", params={"start": 0, "end": 1000}).json()
+    assert page["complete"] is True
+    args = ["audit", "verify", "--url", hub_process.base_url, "--key", hub_key(hub_process)]
+    result = cli(hub_process, *args, "--token", steward)
+    assert result.returncode == 1
+    assert "auditor_token_required" in result.stderr
+    assert "missing" not in result.stdout + result.stderr

@@ -512,7 +512,8 @@ def entries(db: Session, *, actor: Actor, start: int, end: int) -> EntriesPage:
         entries=[
             EntryRead(index=index, leaf_input=base64.b64encode(value).decode())
             for index, value in rows
-        ]
+        ],
+        complete=visible is None,
     )
 
 

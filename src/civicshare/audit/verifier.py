@@ -22,7 +22,7 @@ import httpx
 from civicshare.audit import merkle
 from civicshare.audit.merkle import HASH_SIZE, MemoryTree, ProofError
 from civicshare.audit.note import Checkpoint, NoteError, Verifier, open_checkpoint
-from civicshare.errors import CivicshareError, Invalid, Unavailable
+from civicshare.errors import CivicshareError, Forbidden, Invalid, Unavailable
 
 _T = TypeVar("_T")
 
@@ -79,10 +79,18 @@ class HttpLogSource:
         return self._get("/checkpoint").text
 
     def entries(self, start: int, end: int) -> list[tuple[int, bytes]]:
-        def read(body: Any) -> list[tuple[int, bytes]]:
-            return [(_index(e["index"]), _base64(e["leaf_input"])) for e in body["entries"]]
+        def read(body: Any) -> tuple[bool, list[tuple[int, bytes]]]:
+            page = [(_index(e["index"]), _base64(e["leaf_input"])) for e in body["entries"]]
+            return body.get("complete", True) is not False, page
 
-        return self._parsed("/entries", read, start=start, end=end)
+        complete, page = self._parsed("/entries", read, start=start, end=end)
+        if not complete:
+            # Its gaps would read as records removed from the log: a false accusation.
+            raise Forbidden(
+                "this token reads only some records; verifying needs an auditor's token",
+                code="auditor_token_required",
+            )
+        return page
 
     def inclusion(self, index: int, size: int) -> list[bytes]:
         def read(body: Any) -> list[bytes]:

@@ -538,6 +538,35 @@ def test_a_first_write_racing_a_rotation_keeps_its_data_readable(hub: Hub, db: S
         assert read(session, hub, visits).to_pylist() == people(10).to_pylist()
 
 
+def test_a_write_racing_a_purge_stores_no_version_after_it(hub: Hub, db: Session) -> None:
+    dataset = make_dataset(db, "health.cases")
+    write(db, hub, dataset, people(10))
+    db.commit()
+    failures: list[BaseException] = []
+
+    def purge(session: Session) -> None:
+        found = catalog.get_dataset(db=session, ref="health.cases")
+        storage.purge_dataset(db=session, actor=CLI_ADMIN, dataset=found)
+
+    def second_write() -> None:
+        try:
+            with hub.db.session() as session:
+                found = catalog.get_dataset(db=session, ref="health.cases")
+                write(session, hub, found, people(5, start=100))
+        except Gone as exc:
+            failures.append(exc)
+
+    with write_held(hub.db, purge):  # the purge is open when the write starts
+        writer = threading.Thread(target=second_write)
+        writer.start()
+        time.sleep(1.0)
+    writer.join(60)
+    with hub.db.session() as session:
+        found = catalog.get_dataset(db=session, ref="health.cases")
+        assert [v.number for v in storage.list_versions(db=session, dataset=found)] == [1]
+    assert [getattr(f, "code", None) for f in failures] == ["dataset_purged"]
+
+
 def test_rotation_is_admin_only(hub: Hub, db: Session) -> None:
     steward = person(db, "health")
     health = agency_service.get_agency(db=db, slug="health")

@@ -227,7 +227,11 @@ def list_versions(*, db: Session, dataset: Dataset) -> list[DatasetVersion]:
 
 def _lock_latest(db: Session, dataset: Dataset) -> DatasetVersion | None:
     # Serialise writers of one dataset (PostgreSQL row lock; SQLite already holds the write lock).
-    db.execute(select(Dataset.id).where(Dataset.id == dataset.id).with_for_update())
+    purged = db.execute(
+        select(Dataset.purged_at).where(Dataset.id == dataset.id).with_for_update()
+    ).scalar_one()
+    if purged is not None:  # a purge committed while this write was storing its segments
+        raise Gone(f"'{dataset.ref}' was purged; its data is unrecoverable", code="dataset_purged")
     return db.scalar(
         select(DatasetVersion)
         .where(DatasetVersion.dataset_id == dataset.id)

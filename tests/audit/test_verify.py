@@ -383,3 +383,17 @@ def test_verifying_with_a_token_that_reads_only_some_records_is_refused(
     assert result.returncode == 1
     assert "auditor_token_required" in result.stderr
     assert "missing" not in result.stdout + result.stderr
+
+
+def test_a_run_stopped_between_its_two_state_files_leaves_a_usable_state(
+    hub: Hub, tmp_path: Path
+) -> None:
+    source, verifier = _local_log(hub, 10)
+    state = tmp_path / "state.json"
+    assert verify_log(source, verifier, state=state).ok
+    accepted = state.read_bytes()
+    _local_log(hub, 6)
+    assert verify_log(source, verifier, state=state).ok
+    state.write_bytes(accepted)  # the leaves were replaced, then the run was killed
+    verdict = verify_log(source, verifier, state=state)
+    assert (verdict.ok, verdict.size) == (True, 16), verdict

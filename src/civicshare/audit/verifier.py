@@ -155,6 +155,9 @@ def load_state(path: Path | None, verifier: Verifier) -> AcceptedState | None:
         leaves = _leaves_path(path).read_bytes()
     except (OSError, ValueError, KeyError, TypeError, NoteError) as exc:
         raise Invalid(f"the state file {path} is unreadable: {exc}", code="bad_state") from exc
+    # Longer leaves are those of a later run that stopped before replacing FILE (save_state
+    # writes the leaves first); the log only grows, so their prefix is what FILE accepted.
+    leaves = leaves[: checkpoint.size * HASH_SIZE]
     if len(leaves) != checkpoint.size * HASH_SIZE or _leaves_root(leaves) != checkpoint.root:
         # A damaged local file must not be reported as records the hub altered.
         raise Invalid(f"the state file {path} does not match its leaves", code="bad_state")

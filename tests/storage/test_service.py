@@ -389,6 +389,22 @@ def test_segment_cut_after_its_header_fails(hub: Hub, db: Session, kept: int) ->
     assert error.value.code == "segment_tampered"
 
 
+def test_a_missing_segment_file_or_row_is_segment_missing(hub: Hub, db: Session) -> None:
+    dataset = make_dataset(db, "health.cases")
+    write(db, hub, dataset, people(20))
+    write(db, hub, dataset, people(5, start=50), keep_previous=True, operation="append")
+    first, second = db.scalars(sa.select(StorageSegment).order_by(StorageSegment.created_at))
+    Path(hub.storage.full_path(second.path)).unlink()
+    with pytest.raises(NotFound) as error:
+        read(db, hub, dataset)
+    assert error.value.code == "segment_missing"
+    db.delete(first)
+    db.flush()
+    with pytest.raises(NotFound) as error:
+        read(db, hub, dataset, version=1)
+    assert error.value.code == "segment_missing"
+
+
 def _everything_on_disk(hub: Hub) -> bytes:
     """Every file of the hub home and, on SQLite, of the database's folder (with its WAL)."""
     roots = {Path(hub.settings.home)}

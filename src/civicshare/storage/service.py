@@ -177,6 +177,13 @@ def read_chosen_version(
         )
     )
     paths: dict[str, str] = {row[0]: row[1] for row in rows.all()}
+    unknown_segments = [s for s in chosen.segment_ids if s not in paths]
+    if unknown_segments:  # the metadata was damaged: a clear error, not a KeyError
+        raise NotFound(
+            f"version {chosen.number} of '{dataset.ref}' names segments the hub does not know",
+            code="segment_missing",
+            details={"segments": unknown_segments},
+        )
     segments = [(segment_id, paths[segment_id]) for segment_id in chosen.segment_ids]
     key = _data_key(db, hub, None, dataset, create=False) if segments else b""
     return pa.RecordBatchReader.from_batches(

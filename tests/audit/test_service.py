@@ -327,6 +327,10 @@ def test_stewards_read_records_of_queries_across_agencies_and_denials(hub: Hub) 
         assert denied not in seen(housing)
         assert not {joined, denied} & seen(police)  # its analyst's actions, not its datasets'
         assert {joined, denied, other.index} <= seen(analyst)
+        about_health = audit.RecordFilter(agency="health")
+        filtered = audit.list_records(db, actor=CLI_ADMIN, where=about_health).records
+        assert {joined, denied} <= {r.index for r in filtered}
+        assert other.index not in {r.index for r in filtered}
 
 
 def test_time_filters_at_the_ends_of_the_calendar_are_bounds_not_errors(hub: Hub) -> None:

@@ -563,7 +563,7 @@ def _conditions(where: RecordFilter) -> list[ColumnElement[bool]]:
     if where.actor:
         conditions.append(AuditEntry.actor_email == where.actor.lower())
     if where.agency:
-        conditions.append(AuditEntry.agency == where.agency)
+        conditions.append(or_(*_about_agency(where.agency)))
     if where.outcome:
         if where.outcome not in ("allowed", "denied"):
             raise Invalid("outcome is 'allowed' or 'denied'", code="bad_outcome")

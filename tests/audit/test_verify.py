@@ -383,6 +383,21 @@ def test_verifying_with_a_token_that_reads_only_some_records_is_refused(
     assert result.returncode == 1
     assert "auditor_token_required" in result.stderr
     assert "missing" not in result.stdout + result.stderr
+    # Proving one of its own records still works with such a token.
+    index = str(_own_record(hub_process, steward))
+    args = ["audit", "prove", index, "--json", "--url", hub_process.base_url]
+    proved = cli(hub_process, *args, "--key", hub_key(hub_process), "--token", steward)
+    assert proved.returncode == 0, proved.stderr
+    assert json.loads(proved.stdout)["verified"] is True
+
+
+def _own_record(proc: HubProcess, token: str) -> int:
+    """The index of a record the token's user may read (their own latest action)."""
+    with proc.client(token) as client:
+        client.get("/api/v1/agencies")
+        records = client.get("/api/v1/audit/records", params={"limit": 1}).json()["records"]
+    index: int = records[0]["index"]
+    return index
 
 
 def test_a_run_stopped_between_its_two_state_files_leaves_a_usable_state(

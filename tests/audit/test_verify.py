@@ -412,3 +412,11 @@ def test_a_run_stopped_between_its_two_state_files_leaves_a_usable_state(
     state.write_bytes(accepted)  # the leaves were replaced, then the run was killed
     verdict = verify_log(source, verifier, state=state)
     assert (verdict.ok, verdict.size) == (True, 16), verdict
+
+
+def test_a_state_file_that_cannot_be_written_is_a_clean_error(hub: Hub, tmp_path: Path) -> None:
+    source, verifier = _local_log(hub, 3)
+    (tmp_path / "plain-file").write_text("not a folder")
+    with pytest.raises(Invalid) as error:
+        verify_log(source, verifier, state=tmp_path / "plain-file" / "state.json")
+    assert error.value.code == "bad_state"

@@ -175,14 +175,17 @@ def _leaves_root(leaves: bytes) -> bytes:
 def save_state(path: Path, note: str, checkpoint: Checkpoint, tree: MemoryTree) -> None:
     """Write the accepted checkpoint and its leaf hashes, each replaced atomically."""
     leaves = bytes(tree.levels[0][: checkpoint.size * HASH_SIZE])
-    _write_atomically(_leaves_path(path), leaves)
     body = {
         "origin": checkpoint.origin,
         "size": checkpoint.size,
         "root": base64.b64encode(checkpoint.root).decode(),
         "checkpoint": note,
     }
-    _write_atomically(path, (json.dumps(body, indent=2) + "\n").encode())
+    try:
+        _write_atomically(_leaves_path(path), leaves)
+        _write_atomically(path, (json.dumps(body, indent=2) + "\n").encode())
+    except OSError as exc:
+        raise Invalid(f"cannot write the state file {path}: {exc}", code="bad_state") from exc
 
 
 def _leaves_path(path: Path) -> Path:

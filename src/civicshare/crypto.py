@@ -177,11 +177,11 @@ def parse_segment_header(head: bytes) -> tuple[str, int, int]:
     """(segment id, chunk size, header length) of a segment, from its first bytes."""
     fixed = len(SEGMENT_MAGIC) + 6
     if len(head) < fixed or not head.startswith(SEGMENT_MAGIC):
-        raise Invalid("not a civicshare segment (bad header)", code="segment_corrupt")
+        raise Invalid("not a civicshare segment (bad header)", code="segment_tampered")
     chunk_size = int.from_bytes(head[len(SEGMENT_MAGIC) : len(SEGMENT_MAGIC) + 4], "big")
     id_length = int.from_bytes(head[len(SEGMENT_MAGIC) + 4 : fixed], "big")
     if chunk_size == 0 or len(head) < fixed + id_length:
-        raise Invalid("not a civicshare segment (bad header)", code="segment_corrupt")
+        raise Invalid("not a civicshare segment (bad header)", code="segment_tampered")
     return head[fixed : fixed + id_length].decode("ascii", "replace"), chunk_size, fixed + id_length
 
 

@@ -49,6 +49,21 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def utc_for_comparison(moment: dt.datetime) -> dt.datetime:
+    """``moment`` (aware) in UTC; beyond the years 1..9999 in UTC, the nearest end of that range.
+
+    For bounds of queries: 0001-01-01T00:00+05:00 precedes every stored time, it is no error
+    (``astimezone`` raises ``OverflowError`` for it, and the database bind crashed with it).
+    """
+    if moment.tzinfo is None:
+        return moment  # refused where it is bound, as every naive time is
+    try:
+        return moment.astimezone(dt.UTC)
+    except OverflowError:
+        ahead = (moment.utcoffset() or dt.timedelta(0)) > dt.timedelta(0)
+        return (dt.datetime.min if ahead else dt.datetime.max).replace(tzinfo=dt.UTC)
+
+
 def flush_or_conflict(db: Session, message: str, *, code: str) -> None:
     """Flush pending rows; a unique or key violation becomes a ``Conflict`` with ``code``.
 

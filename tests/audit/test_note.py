@@ -87,6 +87,8 @@ def test_unknown_signatures_are_ignored_but_one_known_is_required() -> None:
         "origin\n1\n" + base64.b64encode(b"short").decode() + "\n",
         "origin\n1\n",
         "origin\n\n1\n" + base64.b64encode(ROOT).decode() + "\n",
+        "origin\n\u00b2\n" + base64.b64encode(ROOT).decode() + "\n",  # superscript two
+        "origin\n\u0661\u0662\n" + base64.b64encode(ROOT).decode() + "\n",  # Arabic-Indic 12
     ],
 )
 def test_malformed_checkpoints_are_rejected(text: str) -> None:

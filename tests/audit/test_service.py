@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import multiprocessing
 import os
@@ -295,6 +296,60 @@ def test_who_reads_which_records(hub: Hub) -> None:
         assert [r.index for r in rest.records] == [2, 1, 0]
         with pytest.raises(Invalid):
             audit.list_records(db, actor=auditor, where=audit.RecordFilter(outcome="maybe"))
+
+
+def test_stewards_read_records_of_queries_across_agencies_and_denials(hub: Hub) -> None:
+    for slug in ("health", "housing", "police", "health_x"):
+        add_agency(hub, slug)
+    health = Actor(email="s@h", role=Role.steward, agency_id=1, agency_slug="health")
+    housing = Actor(email="s@ho", role=Role.steward, agency_id=2, agency_slug="housing")
+    police = Actor(email="s@p", role=Role.steward, agency_id=3, agency_slug="police")
+    analyst = Actor(email="a@p", role=Role.analyst, agency_id=3, agency_slug="police")
+    with hub.db.session() as db:
+        joined = audit.record(
+            db, actor=analyst, action="query.run", resource="housing.people@v2,health.cases"
+        ).index
+        other = audit.record(db, actor=analyst, action="query.run", resource="health_x.cases")
+    denied = audit.record_denied(
+        hub.db, actor=analyst, action="query.run", reason="no_agreement", resource="health.cases"
+    ).index
+    with hub.db.session() as db:
+
+        def seen(who: Actor) -> set[int]:
+            found = {e.index for e in audit.entries(db, actor=who, start=0, end=100).entries}
+            listed = {r.index for r in audit.list_records(db, actor=who).records}
+            assert found == listed
+            return found
+
+        assert {joined, denied} <= seen(health)
+        assert other.index not in seen(health)  # health_x is another agency
+        assert joined in seen(housing)
+        assert denied not in seen(housing)
+        assert not {joined, denied} & seen(police)  # its analyst's actions, not its datasets'
+        assert {joined, denied, other.index} <= seen(analyst)
+        about_health = audit.RecordFilter(agency="health")
+        filtered = audit.list_records(db, actor=CLI_ADMIN, where=about_health).records
+        assert {joined, denied} <= {r.index for r in filtered}
+        assert other.index not in {r.index for r in filtered}
+
+
+def test_time_filters_at_the_ends_of_the_calendar_are_bounds_not_errors(hub: Hub) -> None:
+    with hub.db.session() as db:
+        for number in range(3):
+            audit.record(db, actor=None, action=f"test.event{number}")
+    east, west = dt.timezone(dt.timedelta(hours=5)), dt.timezone(dt.timedelta(hours=-5))
+    earliest = dt.datetime(1, 1, 1, tzinfo=east)  # before 0001-01-01 in UTC
+    latest = dt.datetime(9999, 12, 31, 23, 59, tzinfo=west)  # after 9999-12-31 in UTC
+    with hub.db.session() as db:
+        everything = [r.index for r in audit.list_records(db, actor=CLI_ADMIN).records]
+        for where, expected in (
+            (audit.RecordFilter(since=earliest), everything),
+            (audit.RecordFilter(until=latest), everything),
+            (audit.RecordFilter(until=earliest), []),
+            (audit.RecordFilter(since=latest), []),
+        ):
+            found = audit.list_records(db, actor=CLI_ADMIN, where=where).records
+            assert [r.index for r in found] == expected
 
 
 # ---------------------------------------------------------------------------- processes

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import http.server
 import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,9 +17,15 @@ import pytest
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from civicshare.audit import service as audit
+from civicshare.audit.merkle import MemoryTree
 from civicshare.audit.models import AuditCheckpoint, AuditCounter, AuditEntry, AuditNode
-from civicshare.audit.note import Signer, Verifier
+from civicshare.audit.note import Checkpoint, Signer, Verifier
+from civicshare.audit.verifier import HttpLogSource, verify_log
+from civicshare.cli.audit import LocalLogSource
 from civicshare.db import Database
+from civicshare.errors import Invalid, Unavailable
+from civicshare.hub import Hub
 from tests.support.hubproc import HubProcess
 
 
@@ -215,5 +223,200 @@ def test_a_fork_is_caught_against_the_accepted_state(
         database.dispose()
     code, verdict = verify(proc, key, "--state", str(state))
     assert code == 1
-    assert verdict["problem"] in {"fork", "altered"}
+    assert verdict["problem"] == "fork"
     assert verdict["first_bad_index"] == target
+
+
+def _local_log(hub: Hub, records: int) -> tuple[LocalLogSource, Verifier]:
+    with hub.db.session() as db:
+        for number in range(records):
+            audit.record(db, actor=None, action=f"test.event{number}")
+        audit.ensure_signing_key(db, hub)
+        return LocalLogSource(hub), audit.verifier(db)
+
+
+def test_a_damaged_state_file_is_refused_not_blamed_on_the_hub(hub: Hub, tmp_path: Path) -> None:
+    source, verifier = _local_log(hub, 20)
+    state = tmp_path / "state.json"
+    assert verify_log(source, verifier, state=state).ok
+    leaves = tmp_path / "state.json.leaves"
+    damaged = bytearray(leaves.read_bytes())
+    damaged[5 * 32] ^= 0x01  # same length: only the hashes tell
+    leaves.write_bytes(bytes(damaged))
+    with pytest.raises(Invalid) as error:
+        verify_log(source, verifier, state=state)
+    assert error.value.code == "bad_state"
+
+
+def test_a_rewritten_history_signed_again_is_a_fork_at_the_first_changed_record(
+    hub: Hub, tmp_path: Path
+) -> None:
+    source, verifier = _local_log(hub, 40)
+    state = tmp_path / "state.json"
+    assert verify_log(source, verifier, state=state).ok
+    _local_log(hub, 5)
+    target = 17
+    # The database's owner rewrites a record, rebuilds the tree and drops the signed checkpoints,
+    # so the hub signs the rewritten history: only the accepted state can tell.
+    alter_one_byte(hub.db, target)
+    with hub.db.session() as db:
+        record = db.scalars(sa.select(AuditEntry.record).where(AuditEntry.index == target)).one()
+        db.execute(
+            sa.update(AuditEntry)
+            .where(AuditEntry.index == target)
+            .values(leaf_hash=hashlib.sha256(b"\x00" + record).digest())
+        )
+        db.execute(sa.delete(AuditNode))
+        db.execute(sa.delete(AuditCheckpoint))
+        db.execute(sa.update(AuditCounter).where(AuditCounter.name == "integrated").values(value=0))
+    verdict = verify_log(source, verifier, state=state)
+    assert (verdict.ok, verdict.problem, verdict.first_bad_index) == (False, "fork", target)
+
+
+class _Overfull:
+    """A hub that answers every page with one record more than was asked for."""
+
+    def __init__(self, inner: LocalLogSource) -> None:
+        self.inner = inner
+
+    def checkpoint(self) -> str:
+        return self.inner.checkpoint()
+
+    def entries(self, start: int, end: int) -> list[tuple[int, bytes]]:
+        page = self.inner.entries(start, end)
+        extra = page[-1][0] + 1
+        return [*page, (extra, b'{"index":%d}' % extra)]
+
+    def inclusion(self, index: int, size: int) -> list[bytes]:
+        return self.inner.inclusion(index, size)
+
+    def consistency(self, first: int, second: int) -> list[bytes]:
+        return self.inner.consistency(first, second)
+
+
+def test_records_beyond_the_signed_checkpoint_are_not_verified(hub: Hub) -> None:
+    source, verifier = _local_log(hub, 12)
+    verdict = verify_log(_Overfull(source), verifier)
+    assert verdict.ok, verdict
+    assert verdict.size == 12
+
+
+class _Unproving(_Overfull):
+    """A hub that serves its records but refuses every consistency proof."""
+
+    def entries(self, start: int, end: int) -> list[tuple[int, bytes]]:
+        return self.inner.entries(start, end)
+
+    def consistency(self, first: int, second: int) -> list[bytes]:
+        raise Unavailable("the hub answered 500", code="hub_error")
+
+
+def test_a_hub_refusing_proofs_is_an_error_not_a_guessed_index(hub: Hub) -> None:
+    source, verifier = _local_log(hub, 12)
+    source.checkpoint()
+    alter_one_byte(hub.db, 9)
+    with pytest.raises(Unavailable) as error:
+        verify_log(_Unproving(source), verifier)
+    assert error.value.code == "hub_error"
+
+
+class _LyingHub(http.server.BaseHTTPRequestHandler):
+    """A hub over real HTTP whose checkpoint is genuine but whose other answers are garbage."""
+
+    checkpoint = ""
+    body = b""
+
+    def do_GET(self) -> None:
+        payload = self.checkpoint.encode() if "/checkpoint" in self.path else self.body
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: Any) -> None:
+        return None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<html>not json</html>",
+        b"[]",
+        b'{"entries": [{"index": "0", "leaf_input": "e30="}]}',
+        b'{"entries": [{"index": 0, "leaf_input": "not base64!"}]}',
+        b'{"entries": [{"index": 0}]}',
+        b'{"entries": [{"index": 0, "leaf_input": 7}]}',
+    ],
+)
+def test_malformed_answers_of_a_hub_are_a_clean_error(body: bytes) -> None:
+    signer = Signer("city/audit", Ed25519PrivateKey.generate())
+    tree = MemoryTree.of_records([b'{"index":0}', b'{"index":1}'])
+    handler = type("Handler", (_LyingHub,), {"body": body})
+    handler.checkpoint = signer.sign(Checkpoint("city/audit", 2, tree.root()).text())
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    source = HttpLogSource(f"http://127.0.0.1:{server.server_address[1]}")
+    try:
+        with pytest.raises(Unavailable) as error:
+            verify_log(source, signer.verifier)
+        assert error.value.code == "hub_bad_response"
+    finally:
+        source.close()
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_verifying_with_a_token_that_reads_only_some_records_is_refused(
+    hub_process: HubProcess,
+) -> None:
+    steward = hub_process.login("steward", "health").token
+    with hub_process.client(steward) as client:
+        page = client.get("/api/v1/audit/entries", params={"start": 0, "end": 1000}).json()
+    assert page["complete"] is False
+    with hub_process.as_role("auditor") as client:
+        page = client.get("/api/v1/audit/entries", params={"start": 0, "end": 1000}).json()
+    assert page["complete"] is True
+    args = ["audit", "verify", "--url", hub_process.base_url, "--key", hub_key(hub_process)]
+    result = cli(hub_process, *args, "--token", steward)
+    assert result.returncode == 1
+    assert "auditor_token_required" in result.stderr
+    assert "missing" not in result.stdout + result.stderr
+    # Proving one of its own records still works with such a token.
+    index = str(_own_record(hub_process, steward))
+    args = ["audit", "prove", index, "--json", "--url", hub_process.base_url]
+    proved = cli(hub_process, *args, "--key", hub_key(hub_process), "--token", steward)
+    assert proved.returncode == 0, proved.stderr
+    assert json.loads(proved.stdout)["verified"] is True
+
+
+def _own_record(proc: HubProcess, token: str) -> int:
+    """The index of a record the token's user may read (their own latest action)."""
+    with proc.client(token) as client:
+        client.get("/api/v1/agencies")
+        records = client.get("/api/v1/audit/records", params={"limit": 1}).json()["records"]
+    index: int = records[0]["index"]
+    return index
+
+
+def test_a_run_stopped_between_its_two_state_files_leaves_a_usable_state(
+    hub: Hub, tmp_path: Path
+) -> None:
+    source, verifier = _local_log(hub, 10)
+    state = tmp_path / "state.json"
+    assert verify_log(source, verifier, state=state).ok
+    accepted = state.read_bytes()
+    _local_log(hub, 6)
+    assert verify_log(source, verifier, state=state).ok
+    state.write_bytes(accepted)  # the leaves were replaced, then the run was killed
+    verdict = verify_log(source, verifier, state=state)
+    assert (verdict.ok, verdict.size) == (True, 16), verdict
+
+
+def test_a_state_file_that_cannot_be_written_is_a_clean_error(hub: Hub, tmp_path: Path) -> None:
+    source, verifier = _local_log(hub, 3)
+    (tmp_path / "plain-file").write_text("not a folder")
+    with pytest.raises(Invalid) as error:
+        verify_log(source, verifier, state=tmp_path / "plain-file" / "state.json")
+    assert error.value.code == "bad_state"

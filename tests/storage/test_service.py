@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import threading
 import time
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from civicshare.permissions import CLI_ADMIN
 from civicshare.storage import service as storage
 from civicshare.storage.models import AgencyKey, DataKey, DatasetVersion, StorageSegment
 from civicshare.storage.segments import segment_path
+from tests.support.concurrency import write_held
 from tests.support.datasets import make_dataset, person
 
 PLANTED_NAME = "Zephyrine Quillfeather-Oyelaran"
@@ -143,6 +146,50 @@ def test_append_keeps_previous_segments_and_time_travel_works(hub: Hub, db: Sess
     assert [v.number for v in storage.list_versions(db=db, dataset=dataset)] == [1, 2, 3]
 
 
+def test_time_travel_beyond_any_version_is_version_not_found(hub: Hub, db: Session) -> None:
+    dataset = make_dataset(db, "health.cases")
+    write(db, hub, dataset, people(4))
+    east, west = dt.timezone(dt.timedelta(hours=5)), dt.timezone(dt.timedelta(hours=-5))
+    future = dt.datetime(9999, 12, 31, 23, 59, tzinfo=west)  # after 9999-12-31 in UTC
+    assert storage.get_version(db=db, dataset=dataset, as_of=future).number == 1
+    for where in (
+        {"as_of": dt.datetime(1, 1, 1, tzinfo=east)},  # before 0001-01-01 in UTC
+        {"version": 0},
+        {"version": -1},
+        {"version": 2**31},
+        {"version": 2**63},
+        {"version": 2**70},
+    ):
+        with pytest.raises(NotFound) as error:
+            storage.get_version(db=db, dataset=dataset, **where)  # type: ignore[arg-type]
+        assert error.value.code == "version_not_found"
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    moment=st.datetimes(min_value=dt.datetime(1, 1, 1), max_value=dt.datetime(9999, 12, 31)),
+    offset=st.integers(min_value=-23 * 60 - 59, max_value=23 * 60 + 59),
+)
+def test_time_travel_to_any_moment_is_a_version_or_none(
+    hub: Hub, moment: dt.datetime, offset: int
+) -> None:
+    with hub.db.session() as db:
+        try:
+            dataset = catalog.get_dataset(db=db, ref="health.cases")
+        except NotFound:  # the first example writes the one version
+            dataset = make_dataset(db, "health.cases")
+            write(db, hub, dataset, people(2))
+        created = storage.list_versions(db=db, dataset=dataset)[0].created_at
+        aware = moment.replace(tzinfo=dt.timezone(dt.timedelta(minutes=offset)))
+        try:
+            found: int | None = storage.get_version(db=db, dataset=dataset, as_of=aware).number
+        except NotFound:
+            found = None
+        assert found == (1 if aware >= created else None)
+
+
 def test_versions_are_audited_with_counts(hub: Hub, db: Session) -> None:
     dataset = make_dataset(db, "health.cases")
     write(db, hub, dataset, people(42))
@@ -206,6 +253,29 @@ def test_gc_removes_only_unreferenced_segments(hub: Hub, db: Session) -> None:
     assert {f.path for f in hub.storage.list_files("datasets")} == live
     assert read(db, hub, dataset, version=1).num_rows == 30
     assert read(db, hub, dataset).num_rows == 40
+
+
+def test_gc_leaves_the_early_segments_of_a_write_still_in_flight(hub: Hub, db: Session) -> None:
+    dataset = make_dataset(db, "health.cases")
+    other = make_dataset(db, "health.visits")
+    db.commit()
+    two_hours_ago = time.time() - 2 * 3600
+
+    def segment_file(dataset_id: int, name: str, *, old: bool) -> str:
+        path = segment_path(dataset_id, name * 32)
+        with hub.storage.open_output(path) as out:
+            out.write(b"sealed chunks")
+        if old:
+            os.utime(hub.storage.full_path(path), (two_hours_ago, two_hours_ago))
+        return path
+
+    # A long ingest wrote its first segment two hours ago and is writing its last one now.
+    segment_file(dataset.id, "a", old=True)
+    segment_file(dataset.id, "b", old=False)
+    crashed = segment_file(other.id, "c", old=True)  # a write that died long ago
+    report = storage.collect_garbage(db=db, hub=hub, actor=CLI_ADMIN, apply=True)
+    assert report.orphans == [crashed]
+    assert len(hub.storage.list_files(f"datasets/{dataset.id}")) == 2
 
 
 def test_gc_is_admin_only(hub: Hub, db: Session) -> None:
@@ -286,6 +356,53 @@ def test_truncated_segment_fails_authentication(hub: Hub, db: Session) -> None:
     with pytest.raises(Invalid) as error:
         list(segments.read_segments(hub.storage, [(written[0].id, written[0].path)], key, schema))
     assert error.value.code == "segment_tampered"
+
+
+@pytest.mark.parametrize("position", [0, 7, 8, 12, 14])
+def test_a_flipped_header_bit_is_segment_tampered(hub: Hub, db: Session, position: int) -> None:
+    dataset = make_dataset(db, "health.cases")
+    write(db, hub, dataset, people(50))
+    segment = db.scalars(sa.select(StorageSegment)).one()
+    file = Path(hub.storage.full_path(segment.path))
+    data = bytearray(file.read_bytes())
+    data[position] ^= 0x01  # magic, chunk size, id length, segment id
+    file.write_bytes(bytes(data))
+    with pytest.raises(Invalid) as error:
+        read(db, hub, dataset)
+    assert error.value.code == "segment_tampered"
+
+
+@pytest.mark.parametrize("kept", [-1, 0, 27, 28, 29])
+def test_segment_cut_after_its_header_fails(hub: Hub, db: Session, kept: int) -> None:
+    from civicshare import crypto
+
+    dataset = make_dataset(db, "health.cases")
+    write(db, hub, dataset, people(500))
+    segment = db.scalars(sa.select(StorageSegment)).one()
+    file = Path(hub.storage.full_path(segment.path))
+    blob = file.read_bytes()
+    _, _, header = crypto.parse_segment_header(blob)
+    # 28 bytes: what an empty last chunk would be; -1: not even the whole header
+    file.write_bytes(blob[: header + kept])
+    with pytest.raises(Invalid) as error:
+        read(db, hub, dataset)
+    assert error.value.code == "segment_tampered"
+
+
+def test_a_missing_segment_file_or_row_is_segment_missing(hub: Hub, db: Session) -> None:
+    dataset = make_dataset(db, "health.cases")
+    write(db, hub, dataset, people(20))
+    write(db, hub, dataset, people(5, start=50), keep_previous=True, operation="append")
+    first, second = db.scalars(sa.select(StorageSegment).order_by(StorageSegment.created_at))
+    Path(hub.storage.full_path(second.path)).unlink()
+    with pytest.raises(NotFound) as error:
+        read(db, hub, dataset)
+    assert error.value.code == "segment_missing"
+    db.delete(first)
+    db.flush()
+    with pytest.raises(NotFound) as error:
+        read(db, hub, dataset, version=1)
+    assert error.value.code == "segment_missing"
 
 
 def _everything_on_disk(hub: Hub) -> bytes:
@@ -409,6 +526,61 @@ def test_rotation_rewraps_keys_and_keeps_data_readable(hub: Hub, db: Session) ->
     assert "key.rotate" in set(db.scalars(sa.select(AuditEntry.action)))
     write(db, hub, first, people(2), keep_previous=True, operation="append")
     assert read(db, hub, first).num_rows == 12
+
+
+def test_a_first_write_racing_a_rotation_keeps_its_data_readable(hub: Hub, db: Session) -> None:
+    written = make_dataset(db, "health.cases")
+    write(db, hub, written, people(10))  # the agency has its key-encryption key, version 1
+    make_dataset(db, "health.visits")
+    db.commit()
+
+    def rotate(session: Session) -> None:
+        health = agency_service.get_agency(db=session, slug="health")
+        storage.rotate_agency_key(db=session, hub=hub, actor=CLI_ADMIN, agency=health)
+
+    def first_write() -> None:
+        with hub.db.session() as session:
+            visits = catalog.get_dataset(db=session, ref="health.visits")
+            write(session, hub, visits, people(10))
+
+    # The rotation is open when the dataset's first write wraps its new data key.
+    with write_held(hub.db, rotate):
+        writer = threading.Thread(target=first_write)
+        writer.start()
+        time.sleep(1.0)
+    writer.join(60)
+    with hub.db.session() as session:
+        visits = catalog.get_dataset(db=session, ref="health.visits")
+        assert read(session, hub, visits).to_pylist() == people(10).to_pylist()
+
+
+def test_a_write_racing_a_purge_stores_no_version_after_it(hub: Hub, db: Session) -> None:
+    dataset = make_dataset(db, "health.cases")
+    write(db, hub, dataset, people(10))
+    db.commit()
+    failures: list[BaseException] = []
+
+    def purge(session: Session) -> None:
+        found = catalog.get_dataset(db=session, ref="health.cases")
+        storage.purge_dataset(db=session, actor=CLI_ADMIN, dataset=found)
+
+    def second_write() -> None:
+        try:
+            with hub.db.session() as session:
+                found = catalog.get_dataset(db=session, ref="health.cases")
+                write(session, hub, found, people(5, start=100))
+        except Gone as exc:
+            failures.append(exc)
+
+    with write_held(hub.db, purge):  # the purge is open when the write starts
+        writer = threading.Thread(target=second_write)
+        writer.start()
+        time.sleep(1.0)
+    writer.join(60)
+    with hub.db.session() as session:
+        found = catalog.get_dataset(db=session, ref="health.cases")
+        assert [v.number for v in storage.list_versions(db=session, dataset=found)] == [1]
+    assert [getattr(f, "code", None) for f in failures] == ["dataset_purged"]
 
 
 def test_rotation_is_admin_only(hub: Hub, db: Session) -> None:

@@ -110,6 +110,9 @@ class EntryRead(BaseModel):
 
 class EntriesPage(BaseModel):
     entries: list[EntryRead]
+    # False when the caller may read only some records (theirs, their agency's): the gaps are
+    # records hidden from them, not records missing from the log.
+    complete: bool = True
 
 
 class InclusionProof(BaseModel):

@@ -155,7 +155,9 @@ class Checkpoint:
         if len(lines) < 4 or lines[-1] != "" or any(not line for line in lines[:-1]):
             raise NoteError("a checkpoint is at least three non-empty lines")
         origin, size_text, root_text = lines[0], lines[1], lines[2]
-        if not size_text.isdigit() or (size_text.startswith("0") and size_text != "0"):
+        # ASCII only: str.isdigit() also accepts "²" (which int() refuses) and "١٢" (12).
+        digits = size_text.isascii() and size_text.isdigit()
+        if not digits or (size_text.startswith("0") and size_text != "0"):
             raise NoteError("the checkpoint's tree size is not a decimal number")
         try:
             root = base64.b64decode(root_text, validate=True)

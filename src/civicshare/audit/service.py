@@ -46,7 +46,7 @@ from civicshare.audit.models import (
 )
 from civicshare.audit.note import Checkpoint, Signer, Verifier, check_key_name, public_bytes
 from civicshare.config import Settings
-from civicshare.db import Base, Database, utcnow
+from civicshare.db import Base, Database, utc_for_comparison, utcnow
 from civicshare.errors import Conflict, Invalid, NotFound
 from civicshare.hub import Hub
 from civicshare.permissions import Action, Actor, authorize, is_allowed
@@ -246,6 +246,15 @@ def timestamp(moment: dt.datetime) -> str:
 def _counter(db: Session, name: str, *, lock: bool = False) -> int:
     query = select(AuditCounter.value).where(AuditCounter.name == name)
     return int(db.execute(query.with_for_update() if lock else query).scalar_one())
+
+
+def hold_appends(db: Session) -> None:
+    """Take now the lock ``record`` takes (the size counter's row), held until the transaction ends.
+
+    Every audited write holds it from its first record to its commit, so a transaction that
+    takes it before reading serialises with all of them, without a lock order to deadlock on.
+    """
+    _counter(db, SIZE, lock=True)
 
 
 def appended_size(db: Session) -> int:
@@ -469,8 +478,22 @@ def _visible_to(actor: Actor) -> ColumnElement[bool] | None:
     authorize(actor, Action.audit_read_own)
     conditions = [AuditEntry.actor_email == actor.email]
     if actor.agency_slug and is_allowed(actor, Action.audit_read_agency, agency_id=actor.agency_id):
-        conditions.append(AuditEntry.agency == actor.agency_slug)
+        conditions += _about_agency(actor.agency_slug)
     return or_(*conditions)
+
+
+def _about_agency(slug: str) -> list[ColumnElement[bool]]:
+    """Records about the agency: its ``agency`` column, or one of its datasets in ``resource``.
+
+    A query joining several agencies' datasets (and a denied query) records no single agency;
+    its ``resource`` lists every ``agency.dataset`` it read, comma-separated.
+    """
+    dataset = slug + "."
+    return [
+        AuditEntry.agency == slug,
+        AuditEntry.resource.startswith(dataset, autoescape=True),
+        AuditEntry.resource.contains("," + dataset, autoescape=True),
+    ]
 
 
 def entries(db: Session, *, actor: Actor, start: int, end: int) -> EntriesPage:
@@ -489,7 +512,8 @@ def entries(db: Session, *, actor: Actor, start: int, end: int) -> EntriesPage:
         entries=[
             EntryRead(index=index, leaf_input=base64.b64encode(value).decode())
             for index, value in rows
-        ]
+        ],
+        complete=visible is None,
     )
 
 
@@ -539,7 +563,7 @@ def _conditions(where: RecordFilter) -> list[ColumnElement[bool]]:
     if where.actor:
         conditions.append(AuditEntry.actor_email == where.actor.lower())
     if where.agency:
-        conditions.append(AuditEntry.agency == where.agency)
+        conditions.append(or_(*_about_agency(where.agency)))
     if where.outcome:
         if where.outcome not in ("allowed", "denied"):
             raise Invalid("outcome is 'allowed' or 'denied'", code="bad_outcome")
@@ -547,7 +571,7 @@ def _conditions(where: RecordFilter) -> list[ColumnElement[bool]]:
     if where.resource:
         conditions.append(AuditEntry.resource == where.resource)
     if where.since:
-        conditions.append(AuditEntry.created_at >= where.since)
+        conditions.append(AuditEntry.created_at >= utc_for_comparison(where.since))
     if where.until:
-        conditions.append(AuditEntry.created_at < where.until)
+        conditions.append(AuditEntry.created_at < utc_for_comparison(where.until))
     return conditions

@@ -9,19 +9,22 @@ hub are only ever used through their verification: a lying hub cannot make a bad
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import httpx
 
 from civicshare.audit import merkle
 from civicshare.audit.merkle import HASH_SIZE, MemoryTree, ProofError
 from civicshare.audit.note import Checkpoint, NoteError, Verifier, open_checkpoint
-from civicshare.errors import Invalid, Unavailable
+from civicshare.errors import CivicshareError, Forbidden, Invalid, Unavailable
+
+_T = TypeVar("_T")
 
 
 class LogSource(Protocol):
@@ -61,23 +64,61 @@ class HttpLogSource:
             )
         return response
 
+    def _parsed(self, path: str, read: Callable[[Any], _T], **params: int) -> _T:
+        """``read`` applied to the JSON body; a body of another shape is the hub's error."""
+        response = self._get(path, **params)
+        try:
+            return read(response.json())
+        except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+            raise Unavailable(
+                f"the hub's answer to {path} is malformed ({type(exc).__name__})",
+                code="hub_bad_response",
+            ) from exc
+
     def checkpoint(self) -> str:
         return self._get("/checkpoint").text
 
     def entries(self, start: int, end: int) -> list[tuple[int, bytes]]:
-        body = self._get("/entries", start=start, end=end).json()
-        return [(int(e["index"]), base64.b64decode(e["leaf_input"])) for e in body["entries"]]
+        def read(body: Any) -> tuple[bool, list[tuple[int, bytes]]]:
+            page = [(_index(e["index"]), _base64(e["leaf_input"])) for e in body["entries"]]
+            return body.get("complete", True) is not False, page
+
+        complete, page = self._parsed("/entries", read, start=start, end=end)
+        contiguous = [index for index, _record in page] == list(range(start, start + len(page)))
+        if not complete and not (page and contiguous):
+            # Its gaps would read as records removed from the log: a false accusation.
+            raise Forbidden(
+                "this token reads only some records; verifying needs an auditor's token",
+                code="auditor_token_required",
+            )
+        return page
 
     def inclusion(self, index: int, size: int) -> list[bytes]:
-        body = self._get("/proof/inclusion", index=index, size=size).json()
-        return [base64.b64decode(value) for value in body["audit_path"]]
+        def read(body: Any) -> list[bytes]:
+            return [_base64(value) for value in body["audit_path"]]
+
+        return self._parsed("/proof/inclusion", read, index=index, size=size)
 
     def consistency(self, first: int, second: int) -> list[bytes]:
-        body = self._get("/proof/consistency", first=first, second=second).json()
-        return [base64.b64decode(value) for value in body["consistency"]]
+        def read(body: Any) -> list[bytes]:
+            return [_base64(value) for value in body["consistency"]]
+
+        return self._parsed("/proof/consistency", read, first=first, second=second)
 
     def close(self) -> None:
         self.client.close()
+
+
+def _index(value: Any) -> int:
+    if type(value) is not int:
+        raise TypeError("an index is not an integer")
+    return value
+
+
+def _base64(value: Any) -> bytes:
+    if not isinstance(value, str):
+        raise TypeError("a hash or record is not a base64 string")
+    return base64.b64decode(value, validate=True)
 
 
 @dataclass(frozen=True)
@@ -115,22 +156,36 @@ def load_state(path: Path | None, verifier: Verifier) -> AcceptedState | None:
         leaves = _leaves_path(path).read_bytes()
     except (OSError, ValueError, KeyError, TypeError, NoteError) as exc:
         raise Invalid(f"the state file {path} is unreadable: {exc}", code="bad_state") from exc
-    if len(leaves) != checkpoint.size * HASH_SIZE:
+    # Longer leaves are those of a later run that stopped before replacing FILE (save_state
+    # writes the leaves first); the log only grows, so their prefix is what FILE accepted.
+    leaves = leaves[: checkpoint.size * HASH_SIZE]
+    if len(leaves) != checkpoint.size * HASH_SIZE or _leaves_root(leaves) != checkpoint.root:
+        # A damaged local file must not be reported as records the hub altered.
         raise Invalid(f"the state file {path} does not match its leaves", code="bad_state")
     return AcceptedState(note, checkpoint, leaves)
+
+
+def _leaves_root(leaves: bytes) -> bytes:
+    tree = MemoryTree()
+    for start in range(0, len(leaves), HASH_SIZE):
+        tree.append(leaves[start : start + HASH_SIZE])
+    return tree.root()
 
 
 def save_state(path: Path, note: str, checkpoint: Checkpoint, tree: MemoryTree) -> None:
     """Write the accepted checkpoint and its leaf hashes, each replaced atomically."""
     leaves = bytes(tree.levels[0][: checkpoint.size * HASH_SIZE])
-    _write_atomically(_leaves_path(path), leaves)
     body = {
         "origin": checkpoint.origin,
         "size": checkpoint.size,
         "root": base64.b64encode(checkpoint.root).decode(),
         "checkpoint": note,
     }
-    _write_atomically(path, (json.dumps(body, indent=2) + "\n").encode())
+    try:
+        _write_atomically(_leaves_path(path), leaves)
+        _write_atomically(path, (json.dumps(body, indent=2) + "\n").encode())
+    except OSError as exc:
+        raise Invalid(f"cannot write the state file {path}: {exc}", code="bad_state") from exc
 
 
 def _leaves_path(path: Path) -> Path:
@@ -181,7 +236,8 @@ def verify_log(
     if tree.root(tree.size) != checkpoint.root or tree.size < checkpoint.size:
         findings += _locate_altered(source, checkpoint, tree)
     if findings:
-        first = min(findings, key=lambda finding: finding.index)
+        # At one index, a fork says more than what it caused (an altered or moved record).
+        first = min(findings, key=lambda finding: (finding.index, finding.problem != "fork"))
         return Verdict(False, checkpoint.size, root, first.problem, first.index, first.message)
     if state is not None:
         save_state(state, note, checkpoint, tree)
@@ -198,6 +254,8 @@ def _download(
         if not page:
             break
         for index, record in page:
+            if tree.size == size:
+                break  # records beyond the signed checkpoint are not part of what is verified
             if index != tree.size:
                 findings.append(_Finding(tree.size, "missing", f"record {tree.size} is missing"))
                 return tree, findings
@@ -237,27 +295,26 @@ def _compare_with_accepted(
     if accepted is None:
         return []
     old = accepted.checkpoint
-    findings = []
-    for index in range(min(old.size, tree.size)):
-        if tree.leaf(index) != accepted.leaf(index):
-            findings.append(
-                _Finding(index, "altered", f"record {index} differs from the one accepted before")
-            )
-            break
+    changed = next(
+        (i for i in range(min(old.size, tree.size)) if tree.leaf(i) != accepted.leaf(i)), None
+    )
     try:
         proof = source.consistency(old.size, checkpoint.size)
         merkle.verify_consistency(old.size, checkpoint.size, old.root, checkpoint.root, proof)
-    except (ProofError, Unavailable) as exc:
-        first = findings[0].index if findings else old.size
-        findings.append(
+    except (ProofError, CivicshareError) as exc:
+        # A signed head that does not extend the accepted one is a fork, whatever else differs.
+        return [
             _Finding(
-                first,
+                old.size if changed is None else changed,
                 "fork",
                 f"the checkpoint of size {checkpoint.size} does not extend the one of size "
                 f"{old.size} accepted before ({exc})",
             )
-        )
-    return findings
+        ]
+    if changed is not None:
+        message = f"record {changed} differs from the one accepted before"
+        return [_Finding(changed, "altered", message)]
+    return []
 
 
 def _locate_altered(source: LogSource, checkpoint: Checkpoint, tree: MemoryTree) -> list[_Finding]:
@@ -282,8 +339,8 @@ def _prefix_holds(source: LogSource, checkpoint: Checkpoint, tree: MemoryTree, s
     try:
         proof = source.consistency(size, checkpoint.size)
         merkle.verify_consistency(size, checkpoint.size, tree.root(size), checkpoint.root, proof)
-    except (ProofError, Unavailable):
-        return False
+    except ProofError:
+        return False  # a hub that cannot answer raises: no guessed index from a missing proof
     return True
 
 

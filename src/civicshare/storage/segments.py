@@ -305,6 +305,9 @@ class _DecryptingSource:
         self._position = 0
         self._cache: OrderedDict[int, bytes] = OrderedDict()
         self.closed = False
+        # The last chunk (Parquet's footer, read first anyway) authenticates the file's end: a
+        # file cut to look like one empty chunk would otherwise reach Parquet undecrypted.
+        self._plain_chunk(self._chunks - 1)
 
     def _plain_chunk(self, index: int) -> bytes:
         cached = self._cache.get(index)

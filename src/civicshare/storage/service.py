@@ -19,7 +19,7 @@ from civicshare.agency.models import Agency
 from civicshare.audit import service as audit
 from civicshare.catalog import service as catalog
 from civicshare.catalog.models import Dataset
-from civicshare.db import flush_or_conflict, utcnow
+from civicshare.db import flush_or_conflict, utc_for_comparison, utcnow
 from civicshare.errors import Conflict, Gone, Invalid, NotFound
 from civicshare.ingest.models import IngestRecord
 from civicshare.permissions import Action, Actor, authorize
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from civicshare.hub import Hub
 
 OPERATIONS = frozenset({"append", "replace", "upsert", "delete"})
+MAX_VERSION_NUMBER = 2**31 - 1  # dataset_version.number is a 32-bit INTEGER on PostgreSQL
 # Files younger than this may belong to a write whose version has not committed yet.
 GC_MIN_AGE = dt.timedelta(hours=1)
 
@@ -186,6 +187,13 @@ def read_chosen_version(
         )
     )
     paths: dict[str, str] = {row[0]: row[1] for row in rows.all()}
+    unknown_segments = [s for s in chosen.segment_ids if s not in paths]
+    if unknown_segments:  # the metadata was damaged: a clear error, not a KeyError
+        raise NotFound(
+            f"version {chosen.number} of '{dataset.ref}' names segments the hub does not know",
+            code="segment_missing",
+            details={"segments": unknown_segments},
+        )
     segments = [(segment_id, paths[segment_id]) for segment_id in chosen.segment_ids]
     key = _data_key(db, hub, None, dataset, create=False) if segments else b""
     return pa.RecordBatchReader.from_batches(
@@ -209,8 +217,10 @@ def get_version(
     if as_of is not None:
         if as_of.tzinfo is None:
             raise Invalid("as_of needs a time zone (e.g. 2026-01-01T00:00:00Z)", code="bad_version")
-        query = query.where(DatasetVersion.created_at <= as_of)
-    found = db.scalar(query.order_by(DatasetVersion.number.desc()).limit(1))
+        query = query.where(DatasetVersion.created_at <= utc_for_comparison(as_of))
+    # A number no version column can hold is no version (the databases refuse to compare it).
+    numbered = version is None or 1 <= version <= MAX_VERSION_NUMBER
+    found = db.scalar(query.order_by(DatasetVersion.number.desc()).limit(1)) if numbered else None
     if found is None:
         if version is not None:
             message = f"'{dataset.ref}' has no version {version}"
@@ -234,7 +244,11 @@ def list_versions(*, db: Session, dataset: Dataset) -> list[DatasetVersion]:
 
 def _lock_latest(db: Session, dataset: Dataset) -> DatasetVersion | None:
     # Serialise writers of one dataset (PostgreSQL row lock; SQLite already holds the write lock).
-    db.execute(select(Dataset.id).where(Dataset.id == dataset.id).with_for_update())
+    purged = db.execute(
+        select(Dataset.purged_at).where(Dataset.id == dataset.id).with_for_update()
+    ).scalar_one()
+    if purged is not None:  # a purge committed while this write was storing its segments
+        raise Gone(f"'{dataset.ref}' was purged; its data is unrecoverable", code="dataset_purged")
     return db.scalar(
         select(DatasetVersion)
         .where(DatasetVersion.dataset_id == dataset.id)
@@ -334,6 +348,8 @@ def _data_key(
         return crypto.aead_decrypt(kek, row.wrapped, context=_data_key_context(dataset.id))
     if not create:
         raise NotFound(f"'{dataset.ref}' has no data key", code="key_not_found")
+    # Before choosing the key-encryption key: a rotation retiring it must not be in flight.
+    audit.hold_appends(db)
     active = _active_agency_key(db, dataset.agency_id)
     if active is None:
         agency_key, kek = _create_agency_key(db, hub, actor, dataset.agency, 1)
@@ -393,6 +409,9 @@ def rotate_agency_key(*, db: Session, hub: Hub, actor: Actor, agency: Agency) ->
     The old key is retired and its wrapped form erased, so it cannot unwrap anything again.
     """
     authorize(actor, Action.key_rotate, agency_id=agency.id)
+    # Serialised with the creation of data keys (see ``audit.hold_appends``): a data key wrapped
+    # under ``old`` by a concurrent write would be neither rewrapped here nor readable after.
+    audit.hold_appends(db)
     old = _active_agency_key(db, agency.id)
     latest = db.scalar(select(func.max(AgencyKey.version)).where(AgencyKey.agency_id == agency.id))
     new, new_secret = _create_agency_key(db, hub, actor, agency, (latest or 0) + 1)
@@ -512,12 +531,17 @@ def collect_garbage(
     )
     known = set(db.scalars(select(StorageSegment.path)))
     cutoff = utcnow() - min_age
+    files = hub.storage.list_files("datasets")
+    writing = _folders_being_written(files, known, cutoff)
     orphans: list[StoredFile] = []
     shredded: list[StoredFile] = []
-    for stored in hub.storage.list_files("datasets"):
-        if stored.path in live or (stored.modified is not None and stored.modified > cutoff):
+    for stored in files:
+        if stored.path in live or _young(stored, cutoff):
             continue
-        (shredded if stored.path in known else orphans).append(stored)
+        if stored.path in known:
+            shredded.append(stored)
+        elif _folder(stored) not in writing:
+            orphans.append(stored)
     if apply:
         for stored in orphans + shredded:
             hub.storage.delete(stored.path)
@@ -539,3 +563,22 @@ def collect_garbage(
         shredded_bytes=sum(f.size for f in shredded),
         referenced=len(live),
     )
+
+
+def _young(stored: StoredFile, cutoff: dt.datetime) -> bool:
+    return stored.modified is not None and stored.modified > cutoff
+
+
+def _folder(stored: StoredFile) -> str:
+    return stored.path.rpartition("/")[0]
+
+
+def _folders_being_written(
+    files: list[StoredFile], known: set[str], cutoff: dt.datetime
+) -> set[str]:
+    """Dataset folders with a recent unreferenced file: a write may be in flight there.
+
+    A long write (an ingest of many segments) finishes its first segments long before its
+    version commits; judged alone by their age they would be deleted under it.
+    """
+    return {_folder(f) for f in files if f.path not in known and _young(f, cutoff)}

@@ -143,6 +143,13 @@ def test_breaking_changes(new: TableSchema, reason: str | None) -> None:
     assert breaking_changes(BASE, new) == ([reason] if reason else [])
 
 
+def test_dropping_the_primary_key_is_a_breaking_change() -> None:
+    # Upserts, deletes and consent exclusions find records by the primary key.
+    keyed = TableSchema(fields=BASE.fields, primaryKey=["id"])
+    assert breaking_changes(keyed, BASE) == ["primaryKey removed (was ['id'])"]
+    assert breaking_changes(keyed, keyed) == []
+
+
 @given(st.lists(st.sampled_from(["string", "integer", "number", "date", "boolean"]), min_size=1))
 def test_a_schema_never_breaks_itself(types: list[str]) -> None:
     parsed = schema(*({"name": f"f{i}", "type": t} for i, t in enumerate(types)))

@@ -287,6 +287,9 @@ def breaking_changes(old: TableSchema, new: TableSchema) -> list[str]:
         changes.extend(_field_changes(old_fields[name], new_fields[name]))
     if new.primaryKey and new.primaryKey != old.primaryKey:
         changes.append(f"primaryKey changed to {new.primaryKey}")
+    elif old.primaryKey and not new.primaryKey:
+        # Upserts, deletes and consent exclusions find records by it.
+        changes.append(f"primaryKey removed (was {old.primaryKey})")
     return sorted(changes)
 
 

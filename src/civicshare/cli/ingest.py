@@ -84,7 +84,7 @@ def ingest(
     hub = open_hub()
     try:
         with unit(hub, as_user) as (db, actor), _progress(file, quiet=as_json) as progress:
-            dataset = catalog.get_dataset(db=db, ref=ref)
+            dataset = catalog.get_visible_dataset(db=db, actor=actor, ref=ref)
             report = ingest_service.ingest_file(
                 db=db,
                 hub=hub,
@@ -190,7 +190,7 @@ def ingests(
     hub = open_hub()
     try:
         with unit(hub, as_user) as (db, actor):
-            dataset = catalog.get_dataset(db=db, ref=ref)
+            dataset = catalog.get_visible_dataset(db=db, actor=actor, ref=ref)
             if ingest_id is None:
                 reports = ingest_service.list_ingests(db=db, actor=actor, dataset=dataset)
                 if as_json:

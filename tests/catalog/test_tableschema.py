@@ -83,6 +83,11 @@ def test_hash_ignores_key_order_and_explicit_defaults() -> None:
         ({"fields": [{"name": "a", "type": "text"}]}, "type"),
         ({"fields": [{"name": "a", "constraints": {"minimun": 1}}]}, "minimun"),
         ({"fields": [{"name": "a"}, {"name": "a"}]}, "duplicate field names: a"),
+        # SQL (DuckDB) folds identifier case: `patient` would read the `Patient` column.
+        (
+            {"fields": [{"name": "Patient"}, {"name": "patient"}, {"name": "PATIENT"}]},
+            "field names differ only in letter case: Patient, patient, PATIENT",
+        ),
         ({"fields": [{"name": "a"}], "primaryKey": ["b"]}, "unknown fields: b"),
         ({"fields": [{"name": "a", "classification": "secret"}]}, "classification"),
         ({"fields": [{"name": "a", "pii": "shoe_size"}]}, "unknown pii kind"),

@@ -199,6 +199,14 @@ class TableSchema(BaseModel):
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"duplicate field names: {', '.join(duplicates)}")
+        # Datasets are queried in SQL, where `patient` names the `Patient` column too: two such
+        # fields would let a query (or an agreement granting one) read the other.
+        folded = [name.lower() for name in names]
+        clashing = [
+            name for name, fold in zip(names, folded, strict=True) if folded.count(fold) > 1
+        ]
+        if clashing:
+            raise ValueError(f"field names differ only in letter case: {', '.join(clashing)}")
         unknown = [name for name in self.primaryKey if name not in names]
         if unknown:
             raise ValueError(f"primaryKey names unknown fields: {', '.join(unknown)}")

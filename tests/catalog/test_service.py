@@ -71,6 +71,19 @@ def test_bad_references_get_clear_errors(db: Session, ref: str, code: str) -> No
     assert error.value.code == code  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("keywords", [[""], ["flu", "   "], ["x" * 101]])
+def test_keywords_are_words_not_blanks_or_essays(keywords: list[str]) -> None:
+    base = {"agency": "health", "slug": "cases", "title": "Cases", "table_schema": PEOPLE_SCHEMA}
+    with pytest.raises(ValidationError, match="keywords"):
+        DatasetCreate.model_validate({**base, "keywords": keywords})
+    with pytest.raises(ValidationError, match="keywords"):
+        DatasetUpdate(keywords=keywords)
+
+
+def test_keywords_are_trimmed() -> None:
+    assert DatasetUpdate(keywords=[" flu ", "measles"]).keywords == ["flu", "measles"]
+
+
 def test_bad_input_changes_nothing(db: Session) -> None:
     ensure_agency(db, "health")
     make_dataset(db, "health.cases")

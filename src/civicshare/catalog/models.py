@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -43,6 +43,9 @@ class Frequency(enum.StrEnum):
     irregular = "irregular"
     never = "never"
 
+
+# A keyword is a word or short phrase (DCAT dcat:keyword), never blank.
+Keyword = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 
 # ---------------------------------------------------------------------------- ORM
 
@@ -111,7 +114,7 @@ class DatasetMetadata(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     description: str = Field(default="", max_length=20_000)
-    keywords: list[str] = Field(default_factory=list, max_length=50)
+    keywords: list[Keyword] = Field(default_factory=list, max_length=50)
     theme: str | None = Field(default=None, max_length=100)
     license: str | None = Field(default=None, max_length=300)
     contact: EmailStr | None = None
@@ -142,7 +145,7 @@ class DatasetUpdate(BaseModel):
 
     title: str | None = Field(default=None, min_length=1, max_length=300)
     description: str | None = Field(default=None, max_length=20_000)
-    keywords: list[str] | None = Field(default=None, max_length=50)
+    keywords: list[Keyword] | None = Field(default=None, max_length=50)
     theme: str | None = Field(default=None, max_length=100)
     license: str | None = Field(default=None, max_length=300)
     contact: EmailStr | None = None

@@ -255,6 +255,23 @@ def test_search_matches_text_and_field_names_with_facets(db: Session) -> None:
         catalog.search(db=db, actor=health, limit=0)
 
 
+def test_search_matches_any_prefix_of_a_word_on_both_backends(db: Session) -> None:
+    # PostgreSQL stems a prefix as if it were a word: `hospita` is not a prefix of `hospit`.
+    _city(db)
+    health = person(db, "health")
+    expected = {
+        "hospita": "health.beds",
+        "hospitals": "health.beds",
+        "surveillanc": "health.cases",
+        "diagnosi": "health.cases",
+        "qualit": "transport.air",
+        "sensor": "transport.air",
+    }
+    for prefix, ref in expected.items():
+        assert refs(catalog.search(db=db, actor=health, q=prefix)) == [ref], prefix
+    assert refs(catalog.search(db=db, actor=health, q="Hospita bed")) == ["health.beds"]
+
+
 def test_search_index_follows_updates(db: Session) -> None:
     dataset = make_dataset(db, "transport.air", OPEN_SCHEMA, visibility="public", title="Air")
     assert catalog.search(db=db, actor=None, q="bicycle").total == 0

@@ -92,7 +92,8 @@ def test_nyc_covid_trends() -> None:
     )
     schema = infer("nyc-doh-covid/trends/covid-like-illness-by-boro.csv")
     check(schema, {"Date": ("date", "default"), "Admit_5_12": ("number", None)})
-    assert "NA" in schema.missingValues  # the suppressed cells
+    # the suppressed cells
+    assert "NA" in (fields_by_title(schema)["Admit_5_12"].missingValues or schema.missingValues)
     assert set(fields_by_title(schema)["Borough"].constraints.enum) == {
         "Bronx",
         "Brooklyn",
@@ -232,6 +233,18 @@ def test_personal_values_are_found_by_content(tmp_path: Path) -> None:
     assert all(
         fields[n].classification == "personal" for n in ("contact", "callback", "date_of_birth")
     )
+
+
+def test_a_placeholder_is_missing_only_in_the_columns_it_stands_in(tmp_path: Path) -> None:
+    # "NA" suppresses a rate, but is Namibia in the country column: it must stay a value there.
+    path = tmp_path / "rates.csv"
+    rows = [f"{c},{'NA' if c == 'NA' else 1.5 + i}" for i, c in enumerate(["NA", "ZA", "BW"] * 10)]
+    path.write_text("country,rate\n" + "\n".join(rows) + "\n")
+    schema = infer_schema(path)
+    fields = {f.name: f for f in schema.fields}
+    assert fields["rate"].type == "number"
+    assert "NA" in (fields["rate"].missingValues or schema.missingValues)
+    assert "NA" not in (fields["country"].missingValues or schema.missingValues)
 
 
 def test_day_first_dates_are_recognised(tmp_path: Path) -> None:

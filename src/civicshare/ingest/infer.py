@@ -262,24 +262,26 @@ def infer_schema_dict(
     sample = read_sample(path, filename=filename, format=format, rows=sample_rows)
     titles = sample.column_names
     fields: list[dict[str, Any]] = []
-    missing = list(MISSING)
     for title, name in zip(titles, sql_names(titles), strict=True):
         values = pc.drop_null(sample.column(title))
         kind, fmt = _infer_type(name, values)
+        missing: list[str] = []
         if kind == "string" and fmt is None:
             placeholders = pa.array(MISSING_TOKENS, pa.string())
             present = pc.is_in(values, placeholders)
             if bool(pc.any(present).as_py()):
                 kind, fmt = _infer_type(name, values.filter(pc.invert(present)))
                 if kind != "string":
-                    found = pc.unique(values.filter(present)).to_pylist()
-                    missing += [str(v) for v in found if v not in missing]
+                    missing = [str(v) for v in pc.unique(values.filter(present)).to_pylist()]
                     values = values.filter(pc.invert(present))
         field: dict[str, Any] = {"name": name, "type": kind}
         if title != name:
             field["title"] = title
         if fmt is not None:
             field["format"] = fmt
+        if missing:
+            # Only in this column: "NA" that suppresses a number may be Namibia in another.
+            field["missingValues"] = [*MISSING, *sorted(missing)]
         enum = _enum(values, sample.num_rows) if kind == "string" and fmt is None else None
         pii = _pii(name, kind, fmt, values, enum is not None)
         if enum is not None and pii is None:
@@ -288,7 +290,7 @@ def infer_schema_dict(
             field["pii"] = pii
         field["classification"] = _classification(name, pii)
         fields.append(field)
-    schema: dict[str, Any] = {"fields": fields, "missingValues": missing}
+    schema: dict[str, Any] = {"fields": fields, "missingValues": list(MISSING)}
     key = _primary_key(fields, sample)
     if key:
         schema["primaryKey"] = key

@@ -247,6 +247,13 @@ def test_a_placeholder_is_missing_only_in_the_columns_it_stands_in(tmp_path: Pat
     assert "NA" not in (fields["country"].missingValues or schema.missingValues)
 
 
+def test_iso_timestamps_with_fractions_and_a_zone_are_datetimes(tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    path.write_text("at\n2020-01-01T00:00:00.123Z\n2021-05-01T10:20:30.5+02:00\n")
+    field = infer_schema(path).fields[0]
+    assert (field.type, field.format) == ("datetime", "default")
+
+
 def test_day_first_dates_are_recognised(tmp_path: Path) -> None:
     path = tmp_path / "uk.csv"
     path.write_text("when\n31/12/2020\n01/02/2021\n")

@@ -49,6 +49,8 @@ DATETIME_FORMATS = (
     "%m/%d/%Y %H:%M",
     "%d/%m/%Y %H:%M:%S",
     "%d/%m/%Y %H:%M",
+    # Last: ISO 8601 with what no single pattern above covers (fractions with a zone, `,`).
+    "default",
 )
 TIME_FORMATS = ("%H:%M:%S", "%H:%M", "%I:%M:%S %p", "%I:%M %p")
 _RESERVED_WORDS = """

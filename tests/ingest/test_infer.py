@@ -254,6 +254,15 @@ def test_iso_timestamps_with_fractions_and_a_zone_are_datetimes(tmp_path: Path) 
     assert (field.type, field.format) == ("datetime", "default")
 
 
+def test_integers_too_long_for_64_bits_stay_text(tmp_path: Path) -> None:
+    # As numbers (float64) they would lose their last digits: 12345678901234567890 → …68000.
+    path = tmp_path / "ids.csv"
+    path.write_text("id\n12345678901234567890\n12345678901234567891\n")
+    schema = infer_schema(path)
+    assert schema.fields[0].type == "string"
+    assert schema.primaryKey == ["id"]
+
+
 def test_day_first_dates_are_recognised(tmp_path: Path) -> None:
     path = tmp_path / "uk.csv"
     path.write_text("when\n31/12/2020\n01/02/2021\n")

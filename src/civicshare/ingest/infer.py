@@ -187,6 +187,8 @@ def _infer_type(name: str, values: pa.ChunkedArray) -> tuple[str, str | None]:
         ):
             return "year", None
         return "integer", None
+    if _all_match(values, r"^[+-]?\d+$"):
+        return "string", None  # beyond 64 bits: identifiers, which a float would round
     if _all_match(values, parsing.NUMBER) and not code_like:
         return "number", None
     for kind, formats in (

@@ -233,12 +233,14 @@ def _pii(
 
 
 def _enum(values: pa.ChunkedArray, rows: int) -> list[str] | None:
-    """Low-cardinality text becomes an enum, when the sample repeats each value enough."""
+    """Low-cardinality text becomes an enum, when the sample repeats each of several values."""
     if len(values) < 20:
         return None
     distinct = pc.unique(values)
     if len(distinct) > ENUM_MAX_VALUES or len(distinct) * 4 > len(values):
         return None
+    if len(distinct) < 2:
+        return None  # a constant of this sample (`July` in a monthly file), not a closed list
     if pc.max(pc.utf8_length(distinct)).as_py() > ENUM_MAX_LENGTH:
         return None
     return sorted(str(v) for v in distinct.to_pylist())

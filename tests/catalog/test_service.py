@@ -80,6 +80,36 @@ def test_keywords_are_words_not_blanks_or_essays(keywords: list[str]) -> None:
         DatasetUpdate(keywords=keywords)
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"title": "Cases\x00"},
+        {"description": "a\x00b"},
+        {"keywords": ["flu\x00"]},
+        {"theme": "\x00"},
+        {"spatial": "NYC\x00"},
+        {"license": "CC\x00"},
+        {"table_schema": {"fields": [{"name": "a", "description": "x\x00"}]}},
+        {"table_schema": {"fields": [{"name": "a", "title": "x\x00"}]}},
+    ],
+)
+def test_text_with_nul_characters_is_refused(db: Session, overrides: dict[str, Any]) -> None:
+    # PostgreSQL cannot store NUL in text: it would be an internal error, not a clear one.
+    ensure_agency(db, "health")
+    base = {"agency": "health", "slug": "cases", "title": "Cases", "table_schema": OPEN_SCHEMA}
+    with pytest.raises(ValidationError, match="NUL"):
+        DatasetCreate.model_validate({**base, **overrides})
+    if "table_schema" not in overrides:
+        with pytest.raises(ValidationError, match="NUL"):
+            DatasetUpdate.model_validate(overrides)
+
+
+def test_a_search_filter_with_a_nul_character_matches_nothing(db: Session) -> None:
+    _city(db)
+    for name in ("theme", "agency", "visibility", "classification"):
+        assert catalog.search(db=db, actor=CLI_ADMIN, **{name: "health\x00"}).total == 0
+
+
 def test_keywords_are_trimmed() -> None:
     assert DatasetUpdate(keywords=[" flu ", "measles"]).keywords == ["flu", "measles"]
 

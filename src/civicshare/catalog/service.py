@@ -342,6 +342,9 @@ def search(
     """
     if not 1 <= limit <= MAX_PAGE or offset < 0:
         raise Invalid(f"limit must be 1..{MAX_PAGE} and offset ≥ 0", code="bad_page")
+    if any("\x00" in value for value in (agency, theme, visibility, classification) if value):
+        # No stored value holds NUL (and PostgreSQL refuses one in a query parameter).
+        return SearchResult(total=0, items=[], facets=_facets([]))
     query = select(Dataset).where(_visible_to(actor), Dataset.purged_at.is_(None))
     ranking: dict[int, float] | None = None
     words = _WORD.findall(q or "")

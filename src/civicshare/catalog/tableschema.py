@@ -15,7 +15,15 @@ from typing import Annotated, Any, Literal
 
 import pyarrow as pa
 import rfc8785
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from civicshare.errors import Invalid
 
@@ -60,6 +68,16 @@ PII_KINDS = frozenset(
     }
 )
 Scalar = Annotated[int | float | str, Field(union_mode="left_to_right")]
+
+
+def without_nul(value: str) -> str:
+    # PostgreSQL cannot store NUL in text; refused here it is a clear error on every backend.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+PlainText = Annotated[str, AfterValidator(without_nul)]
 
 
 class Constraints(BaseModel):
@@ -108,8 +126,8 @@ class SchemaField(BaseModel):
     name: str = Field(min_length=1, max_length=128)
     type: FieldType = "string"
     format: str = "default"
-    title: str | None = None
-    description: str | None = None
+    title: PlainText | None = None
+    description: PlainText | None = None
     example: Any = None
     rdfType: str | None = None
     constraints: Constraints = Field(default_factory=Constraints)

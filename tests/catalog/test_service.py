@@ -110,6 +110,22 @@ def test_a_search_filter_with_a_nul_character_matches_nothing(db: Session) -> No
         assert catalog.search(db=db, actor=CLI_ADMIN, **{name: "health\x00"}).total == 0
 
 
+@pytest.mark.parametrize("slug", ["with", "join", "values", "union", "as", "and", "any", "map"])
+def test_slugs_that_sql_cannot_address_are_reserved(slug: str) -> None:
+    # `SELECT * FROM health.with` does not parse: the dataset could never be queried.
+    base = {"agency": "health", "slug": "cases", "title": "Cases", "table_schema": OPEN_SCHEMA}
+    with pytest.raises(ValidationError, match="reserved"):
+        DatasetCreate.model_validate({**base, "slug": slug})
+    with pytest.raises(ValidationError, match="reserved"):
+        DatasetCreate.model_validate({**base, "agency": slug})
+
+
+def test_sql_keywords_that_sql_can_address_stay_usable_slugs() -> None:
+    base = {"agency": "health", "title": "Orders", "table_schema": OPEN_SCHEMA}
+    for slug in ("order", "group", "limit", "natural", "left"):
+        assert DatasetCreate.model_validate({**base, "slug": slug}).slug == slug
+
+
 def test_keywords_are_trimmed() -> None:
     assert DatasetUpdate(keywords=[" flu ", "measles"]).keywords == ["flu", "measles"]
 

@@ -22,7 +22,7 @@ RefArg = Annotated[str, typer.Argument(help="The dataset, as AGENCY.DATASET.")]
 
 def infer(
     file: FileArg,
-    sample_rows: Annotated[int, typer.Option(help="Rows to sample.")] = 100_000,
+    sample_rows: Annotated[int, typer.Option(min=1, help="Rows to sample.")] = 100_000,
     as_json: JsonOpt = False,
 ) -> None:
     """Propose a Table Schema for FILE: types, formats, enums, keys and PII hints."""

@@ -71,6 +71,65 @@ def test_bad_references_get_clear_errors(db: Session, ref: str, code: str) -> No
     assert error.value.code == code  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("keywords", [[""], ["flu", "   "], ["x" * 101]])
+def test_keywords_are_words_not_blanks_or_essays(keywords: list[str]) -> None:
+    base = {"agency": "health", "slug": "cases", "title": "Cases", "table_schema": PEOPLE_SCHEMA}
+    with pytest.raises(ValidationError, match="keywords"):
+        DatasetCreate.model_validate({**base, "keywords": keywords})
+    with pytest.raises(ValidationError, match="keywords"):
+        DatasetUpdate(keywords=keywords)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"title": "Cases\x00"},
+        {"description": "a\x00b"},
+        {"keywords": ["flu\x00"]},
+        {"theme": "\x00"},
+        {"spatial": "NYC\x00"},
+        {"license": "CC\x00"},
+        {"table_schema": {"fields": [{"name": "a", "description": "x\x00"}]}},
+        {"table_schema": {"fields": [{"name": "a", "title": "x\x00"}]}},
+    ],
+)
+def test_text_with_nul_characters_is_refused(db: Session, overrides: dict[str, Any]) -> None:
+    # PostgreSQL cannot store NUL in text: it would be an internal error, not a clear one.
+    ensure_agency(db, "health")
+    base = {"agency": "health", "slug": "cases", "title": "Cases", "table_schema": OPEN_SCHEMA}
+    with pytest.raises(ValidationError, match="NUL"):
+        DatasetCreate.model_validate({**base, **overrides})
+    if "table_schema" not in overrides:
+        with pytest.raises(ValidationError, match="NUL"):
+            DatasetUpdate.model_validate(overrides)
+
+
+def test_a_search_filter_with_a_nul_character_matches_nothing(db: Session) -> None:
+    _city(db)
+    for name in ("theme", "agency", "visibility", "classification"):
+        assert catalog.search(db=db, actor=CLI_ADMIN, **{name: "health\x00"}).total == 0
+
+
+@pytest.mark.parametrize("slug", ["with", "join", "values", "union", "as", "and", "any", "map"])
+def test_slugs_that_sql_cannot_address_are_reserved(slug: str) -> None:
+    # `SELECT * FROM health.with` does not parse: the dataset could never be queried.
+    base = {"agency": "health", "slug": "cases", "title": "Cases", "table_schema": OPEN_SCHEMA}
+    with pytest.raises(ValidationError, match="reserved"):
+        DatasetCreate.model_validate({**base, "slug": slug})
+    with pytest.raises(ValidationError, match="reserved"):
+        DatasetCreate.model_validate({**base, "agency": slug})
+
+
+def test_sql_keywords_that_sql_can_address_stay_usable_slugs() -> None:
+    base = {"agency": "health", "title": "Orders", "table_schema": OPEN_SCHEMA}
+    for slug in ("order", "group", "limit", "natural", "left"):
+        assert DatasetCreate.model_validate({**base, "slug": slug}).slug == slug
+
+
+def test_keywords_are_trimmed() -> None:
+    assert DatasetUpdate(keywords=[" flu ", "measles"]).keywords == ["flu", "measles"]
+
+
 def test_bad_input_changes_nothing(db: Session) -> None:
     ensure_agency(db, "health")
     make_dataset(db, "health.cases")
@@ -240,6 +299,23 @@ def test_search_matches_text_and_field_names_with_facets(db: Session) -> None:
     assert refs(page) == ["health.cases"]
     with pytest.raises(Invalid):
         catalog.search(db=db, actor=health, limit=0)
+
+
+def test_search_matches_any_prefix_of_a_word_on_both_backends(db: Session) -> None:
+    # PostgreSQL stems a prefix as if it were a word: `hospita` is not a prefix of `hospit`.
+    _city(db)
+    health = person(db, "health")
+    expected = {
+        "hospita": "health.beds",
+        "hospitals": "health.beds",
+        "surveillanc": "health.cases",
+        "diagnosi": "health.cases",
+        "qualit": "transport.air",
+        "sensor": "transport.air",
+    }
+    for prefix, ref in expected.items():
+        assert refs(catalog.search(db=db, actor=health, q=prefix)) == [ref], prefix
+    assert refs(catalog.search(db=db, actor=health, q="Hospita bed")) == ["health.beds"]
 
 
 def test_search_index_follows_updates(db: Session) -> None:

@@ -83,6 +83,11 @@ def test_hash_ignores_key_order_and_explicit_defaults() -> None:
         ({"fields": [{"name": "a", "type": "text"}]}, "type"),
         ({"fields": [{"name": "a", "constraints": {"minimun": 1}}]}, "minimun"),
         ({"fields": [{"name": "a"}, {"name": "a"}]}, "duplicate field names: a"),
+        # SQL (DuckDB) folds identifier case: `patient` would read the `Patient` column.
+        (
+            {"fields": [{"name": "Patient"}, {"name": "patient"}, {"name": "PATIENT"}]},
+            "field names differ only in letter case: Patient, patient, PATIENT",
+        ),
         ({"fields": [{"name": "a"}], "primaryKey": ["b"]}, "unknown fields: b"),
         ({"fields": [{"name": "a", "classification": "secret"}]}, "classification"),
         ({"fields": [{"name": "a", "pii": "shoe_size"}]}, "unknown pii kind"),
@@ -141,6 +146,13 @@ def changed(name: str, **updates: Any) -> TableSchema:
 )
 def test_breaking_changes(new: TableSchema, reason: str | None) -> None:
     assert breaking_changes(BASE, new) == ([reason] if reason else [])
+
+
+def test_dropping_the_primary_key_is_a_breaking_change() -> None:
+    # Upserts, deletes and consent exclusions find records by the primary key.
+    keyed = TableSchema(fields=BASE.fields, primaryKey=["id"])
+    assert breaking_changes(keyed, BASE) == ["primaryKey removed (was ['id'])"]
+    assert breaking_changes(keyed, keyed) == []
 
 
 @given(st.lists(st.sampled_from(["string", "integer", "number", "date", "boolean"]), min_size=1))

@@ -171,3 +171,27 @@ def test_catalog_reads_do_not_wait_for_a_writer(hub_process: HubProcess) -> None
                 assert client.get(ref + "/schema", timeout=15).status_code == 200
         finally:
             database.dispose()
+
+
+@pytest.mark.filterwarnings("ignore:ConjunctiveGraph is deprecated:DeprecationWarning")
+def test_dcat_ap_names_only_valid_iris(hub_process: HubProcess) -> None:
+    # A licence is free text ("name or URL"): one that merely starts like a URL is not an IRI.
+    licence = "https://example.org/licences/open government licence v3"
+    with hub_process.as_role("steward", "transport") as transport:
+        created = create(
+            transport, "transport", "v_licence", table_schema=OPEN_SCHEMA, visibility="public",
+            license=licence,
+        )  # fmt: skip
+        assert created.status_code == 201, created.text
+    with hub_process.client() as public:
+        response = public.get("/api/v1/catalog.jsonld")
+    assert response.status_code == 200
+    graph = rdflib.Graph().parse(data=response.text, format="json-ld")
+    iris = {term for triple in graph for term in triple if isinstance(term, rdflib.URIRef)}
+    assert [iri for iri in iris if any(ch.isspace() or ch in '<>"{}|\\^`' for ch in iri)] == []
+    node = next(
+        d for d in graph.subjects(DCTERMS.identifier, rdflib.Literal("transport.v_licence"))
+    )
+    document = graph.value(graph.value(node, DCAT.distribution), DCTERMS.license)
+    assert graph.value(document, RDF.type) == DCTERMS.LicenseDocument
+    assert str(graph.value(document, rdflib.RDFS.label)) == licence

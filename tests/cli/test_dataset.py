@@ -100,3 +100,25 @@ def test_schema_purge_gc_and_rotation_commands(settings: Settings, tmp_path: Pat
     rotation = ok_json(settings, "key", "rotate", "--agency", "health")
     assert isinstance(rotation, dict)
     assert rotation["version"] == 1
+
+
+def test_a_hidden_dataset_looks_missing_to_the_cli(settings: Settings, tmp_path: Path) -> None:
+    ok_json(settings, "init")
+    for agency in ("health", "police"):
+        ok_json(settings, "agency", "create", agency, "--title", agency.title())
+    steward = "steward@police.example.org"
+    ok_json(settings, "user", "create", steward, "--role", "steward", "--agency", "police")
+    people = tmp_path / "people.json"
+    people.write_text(json.dumps(PEOPLE_SCHEMA))
+    ok_json(settings, "dataset", "create", "health.cases", "--schema", str(people))
+    rows = tmp_path / "rows.csv"
+    rows.write_text("person_id\n1\n")
+    for command in (["purge"], ["ingest"], ["ingests"]):
+        extra = {"purge": ["--yes"], "ingest": [str(rows)], "ingests": []}[command[0]]
+        hidden = fails(settings, "dataset", *command, "health.cases", *extra, "--as", steward)
+        missing = fails(settings, "dataset", *command, "health.nothing", *extra, "--as", steward)
+        assert "dataset_not_found" in hidden, command
+        assert hidden.replace("health.cases", "health.nothing") == missing, command
+    shown = ok_json(settings, "dataset", "show", "health.cases")
+    assert isinstance(shown, dict)
+    assert shown["purged_at"] is None

@@ -46,6 +46,15 @@ def test_infer_prints_a_reviewable_schema(settings: Settings) -> None:
     assert "neighborhood_district" in readable.stdout
 
 
+def test_infer_needs_at_least_one_sampled_row(settings: Settings) -> None:
+    path = REALDATA / "population-datapackage/data/population.csv"
+    for rows in ("0", "-5"):
+        result = civicshare(settings, "dataset", "infer", str(path), "--sample-rows", rows)
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        assert "--sample-rows" in result.stderr
+
+
 def test_ingest_json_report_summary_and_quarantine(
     hub: Hub, db: Session, settings: Settings, tmp_path: Path
 ) -> None:

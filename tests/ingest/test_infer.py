@@ -92,7 +92,8 @@ def test_nyc_covid_trends() -> None:
     )
     schema = infer("nyc-doh-covid/trends/covid-like-illness-by-boro.csv")
     check(schema, {"Date": ("date", "default"), "Admit_5_12": ("number", None)})
-    assert "NA" in schema.missingValues  # the suppressed cells
+    # the suppressed cells
+    assert "NA" in (fields_by_title(schema)["Admit_5_12"].missingValues or schema.missingValues)
     assert set(fields_by_title(schema)["Borough"].constraints.enum) == {
         "Bronx",
         "Brooklyn",
@@ -194,6 +195,9 @@ def test_avon_windows_1252_incidents() -> None:
         "Special Service",
     }
     assert fields["Is Property Derelict?"].name == "is_property_derelict"
+    # One value in the sample is a constant of this file (July), not a closed list: as an enum
+    # it would reject every later month.
+    assert fields["Month"].constraints.enum is None
 
 
 def test_housing_and_health() -> None:
@@ -232,6 +236,34 @@ def test_personal_values_are_found_by_content(tmp_path: Path) -> None:
     assert all(
         fields[n].classification == "personal" for n in ("contact", "callback", "date_of_birth")
     )
+
+
+def test_a_placeholder_is_missing_only_in_the_columns_it_stands_in(tmp_path: Path) -> None:
+    # "NA" suppresses a rate, but is Namibia in the country column: it must stay a value there.
+    path = tmp_path / "rates.csv"
+    rows = [f"{c},{'NA' if c == 'NA' else 1.5 + i}" for i, c in enumerate(["NA", "ZA", "BW"] * 10)]
+    path.write_text("country,rate\n" + "\n".join(rows) + "\n")
+    schema = infer_schema(path)
+    fields = {f.name: f for f in schema.fields}
+    assert fields["rate"].type == "number"
+    assert "NA" in (fields["rate"].missingValues or schema.missingValues)
+    assert "NA" not in (fields["country"].missingValues or schema.missingValues)
+
+
+def test_iso_timestamps_with_fractions_and_a_zone_are_datetimes(tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    path.write_text("at\n2020-01-01T00:00:00.123Z\n2021-05-01T10:20:30.5+02:00\n")
+    field = infer_schema(path).fields[0]
+    assert (field.type, field.format) == ("datetime", "default")
+
+
+def test_integers_too_long_for_64_bits_stay_text(tmp_path: Path) -> None:
+    # As numbers (float64) they would lose their last digits: 12345678901234567890 → …68000.
+    path = tmp_path / "ids.csv"
+    path.write_text("id\n12345678901234567890\n12345678901234567891\n")
+    schema = infer_schema(path)
+    assert schema.fields[0].type == "string"
+    assert schema.primaryKey == ["id"]
 
 
 def test_day_first_dates_are_recognised(tmp_path: Path) -> None:

@@ -106,7 +106,8 @@ def test_real_file_is_registered_ingested_and_read_back_identically(
     assert len(stored) == len(expected)
     for field in schema.fields:
         source = field.title or field.name
-        want = [expected_value(field, row.get(source), schema.missingValues) for row in expected]
+        missing = field.missingValues or schema.missingValues
+        want = [expected_value(field, row.get(source), missing) for row in expected]
         assert [row[field.name] for row in stored] == want, field.name
 
 

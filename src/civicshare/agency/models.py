@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 import re
 from typing import Annotated, Any
 
+import sqlglot
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlglot import exp
 
 from civicshare.db import Base, UTCDateTime, utcnow
 
@@ -41,9 +44,28 @@ RESERVED_SLUGS = frozenset(
 def check_slug(value: str) -> str:
     if not _SLUG.fullmatch(value):
         raise ValueError(f"slug {SLUG_RULE}")
-    if value in RESERVED_SLUGS:
+    if value in RESERVED_SLUGS or not _addressable(value):
         raise ValueError(f"slug '{value}' is reserved")
     return value
+
+
+@functools.lru_cache(maxsize=4096)
+def _addressable(slug: str) -> bool:
+    """Whether SQL reads `slug` as a name on either side of `agency.dataset` (not `with`, `on`)."""
+    for agency, dataset in ((slug, "x"), ("x", slug)):
+        for sql in (
+            f"SELECT * FROM {agency}.{dataset}",
+            f"SELECT * FROM other.other JOIN {agency}.{dataset} AS t ON TRUE",
+            f"SELECT {agency}.{dataset}.c FROM {agency}.{dataset}",
+        ):
+            try:
+                tree = sqlglot.parse_one(sql, dialect="duckdb")
+            except sqlglot.errors.SqlglotError:
+                return False
+            tables = [t for t in tree.find_all(exp.Table) if (t.db, t.name) != ("other", "other")]
+            if not tables or any((t.db, t.name) != (agency, dataset) for t in tables):
+                return False
+    return True
 
 
 Slug = Annotated[str, AfterValidator(check_slug)]

@@ -9,6 +9,7 @@ frequency, licence, format) wherever the dataset says them.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 from sqlalchemy import select
@@ -28,6 +29,8 @@ CONTEXT = {
     "dcatap": "http://data.europa.eu/r5r/",
 }
 _EU = "http://publications.europa.eu/resource/authority"
+# An absolute http(s) IRI: a host, then no spaces, controls or characters RFC 3987 excludes.
+_IRI = re.compile(r"https?://[^\s\x00-\x1f\x7f/?#<>\"{}|\\^`]+[^\s\x00-\x1f\x7f<>\"{}|\\^`]*")
 # Free-text themes mapped onto the EU data-theme vocabulary DCAT-AP requires for dcat:theme.
 THEMES = {
     "health": "HEAL",
@@ -162,7 +165,9 @@ def _contact(dataset: Dataset) -> dict[str, Any]:
 
 
 def _license(value: str) -> dict[str, Any]:
-    if value.startswith(("http://", "https://")):
+    # The licence is free text: only a well-formed URL may become an IRI, since JSON-LD
+    # processors drop a node whose @id is not one (and the licence with it).
+    if _IRI.fullmatch(value):
         return {"@id": value, "@type": "dct:LicenseDocument"}
     return {"@type": "dct:LicenseDocument", "rdfs:label": value}
 

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -20,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from civicshare.agency.models import Agency, Slug
-from civicshare.catalog.tableschema import Classification, TableSchema
+from civicshare.catalog.tableschema import Classification, PlainText, TableSchema, without_nul
 from civicshare.db import Base, UTCDateTime, utcnow
 
 
@@ -43,6 +51,13 @@ class Frequency(enum.StrEnum):
     irregular = "irregular"
     never = "never"
 
+
+# A keyword is a word or short phrase (DCAT dcat:keyword), never blank.
+Keyword = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    AfterValidator(without_nul),
+]
 
 # ---------------------------------------------------------------------------- ORM
 
@@ -110,12 +125,12 @@ class DatasetMetadata(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    description: str = Field(default="", max_length=20_000)
-    keywords: list[str] = Field(default_factory=list, max_length=50)
-    theme: str | None = Field(default=None, max_length=100)
-    license: str | None = Field(default=None, max_length=300)
+    description: PlainText = Field(default="", max_length=20_000)
+    keywords: list[Keyword] = Field(default_factory=list, max_length=50)
+    theme: PlainText | None = Field(default=None, max_length=100)
+    license: PlainText | None = Field(default=None, max_length=300)
     contact: EmailStr | None = None
-    spatial: str | None = Field(default=None, max_length=300)
+    spatial: PlainText | None = Field(default=None, max_length=300)
     temporal_start: dt.date | None = None
     temporal_end: dt.date | None = None
     frequency: Frequency | None = None
@@ -130,7 +145,7 @@ class DatasetMetadata(BaseModel):
 class DatasetCreate(DatasetMetadata):
     agency: Slug
     slug: Slug
-    title: str = Field(min_length=1, max_length=300)
+    title: PlainText = Field(min_length=1, max_length=300)
     visibility: Visibility = Visibility.private
     table_schema: TableSchema
 
@@ -140,13 +155,13 @@ class DatasetUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    title: str | None = Field(default=None, min_length=1, max_length=300)
-    description: str | None = Field(default=None, max_length=20_000)
-    keywords: list[str] | None = Field(default=None, max_length=50)
-    theme: str | None = Field(default=None, max_length=100)
-    license: str | None = Field(default=None, max_length=300)
+    title: PlainText | None = Field(default=None, min_length=1, max_length=300)
+    description: PlainText | None = Field(default=None, max_length=20_000)
+    keywords: list[Keyword] | None = Field(default=None, max_length=50)
+    theme: PlainText | None = Field(default=None, max_length=100)
+    license: PlainText | None = Field(default=None, max_length=300)
     contact: EmailStr | None = None
-    spatial: str | None = Field(default=None, max_length=300)
+    spatial: PlainText | None = Field(default=None, max_length=300)
     temporal_start: dt.date | None = None
     temporal_end: dt.date | None = None
     frequency: Frequency | None = None

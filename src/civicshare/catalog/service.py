@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, or_, select, text, true
+from sqlalchemy import ColumnElement, and_, func, or_, select, text, true
 from sqlalchemy.orm import Session
 
 from civicshare.agency import service as agency_service
@@ -342,6 +342,9 @@ def search(
     """
     if not 1 <= limit <= MAX_PAGE or offset < 0:
         raise Invalid(f"limit must be 1..{MAX_PAGE} and offset ≥ 0", code="bad_page")
+    if any("\x00" in value for value in (agency, theme, visibility, classification) if value):
+        # No stored value holds NUL (and PostgreSQL refuses one in a query parameter).
+        return SearchResult(total=0, items=[], facets=_facets([]))
     query = select(Dataset).where(_visible_to(actor), Dataset.purged_at.is_(None))
     ranking: dict[int, float] | None = None
     words = _WORD.findall(q or "")
@@ -383,22 +386,55 @@ def _facets(datasets: Sequence[Dataset]) -> dict[str, dict[str, int]]:
 
 
 def _rank_matches(db: Session, words: list[str]) -> dict[int, float]:
-    """Dataset id -> relevance (higher is better) for datasets matching every word (prefixes)."""
+    """Dataset id -> relevance (higher is better) for datasets matching every word (prefixes).
+
+    A word matches as a prefix of a stemmed word (`sensors` finds `sensor`) or of a word as
+    written (`hospita` finds `hospital`, whose stem `hospit` it does not prefix).
+    """
+    words = list(dict.fromkeys(word.lower() for word in words))
     if db.get_bind().dialect.name == "sqlite":
-        # Each word quoted (so FTS5 operators in user text are inert) and prefix-matched.
-        match = " ".join('"' + word.replace('"', "") + '"*' for word in words)
+        return _rank_sqlite(db, words)
+    return _rank_postgres(db, words)
+
+
+_FTS_TABLES = ("dataset_fts", "dataset_fts_words")  # stemmed (porter), as written
+
+
+def _rank_sqlite(db: Session, words: list[str]) -> dict[int, float]:
+    # Each word quoted (so FTS5 operators in user text are inert) and prefix-matched.
+    terms = ['"' + word.replace('"', "") + '"*' for word in words]
+    either = " UNION ".join(f"SELECT rowid FROM {t} WHERE {t} MATCH :term" for t in _FTS_TABLES)
+    matching: set[int] | None = None
+    for term in terms:
+        found = {int(row[0]) for row in db.execute(text(either), {"term": term})}
+        matching = found if matching is None else matching & found
+        if not matching:
+            return {}
+    scores: dict[int, float] = {}
+    for table in _FTS_TABLES:
         rows = db.execute(
-            text(
-                "SELECT rowid, bm25(dataset_fts, 10.0, 1.0) FROM dataset_fts "
-                "WHERE dataset_fts MATCH :match"
-            ),
-            {"match": match},
+            text(f"SELECT rowid, bm25({table}, 10.0, 1.0) FROM {table} WHERE {table} MATCH :any"),
+            {"any": " OR ".join(terms)},
         )
-        return {int(row[0]): -float(row[1]) for row in rows}
-    tsquery = " & ".join(f"{word}:*" for word in words)
-    vector = func.to_tsvector("english", Dataset.search_text)
-    condition = vector.op("@@")(func.to_tsquery("english", tsquery))
-    rank = func.ts_rank(vector, func.to_tsquery("english", tsquery))
+        for row in rows:
+            rowid, score = int(row[0]), -float(row[1])
+            scores[rowid] = max(scores.get(rowid, score), score)
+    return {rowid: scores.get(rowid, 0.0) for rowid in matching or ()}
+
+
+def _rank_postgres(db: Session, words: list[str]) -> dict[int, float]:
+    stemmed = func.to_tsvector("english", Dataset.search_text)
+    written = func.to_tsvector("simple", Dataset.search_text)
+    condition = and_(
+        *(
+            or_(
+                stemmed.op("@@")(func.to_tsquery("english", f"{word}:*")),
+                written.op("@@")(func.to_tsquery("simple", f"{word}:*")),
+            )
+            for word in words
+        )
+    )
+    rank = func.ts_rank(written, func.to_tsquery("simple", " | ".join(f"{w}:*" for w in words)))
     return {
         int(row[0]): float(row[1]) for row in db.execute(select(Dataset.id, rank).where(condition))
     }
@@ -425,8 +461,9 @@ def _index(db: Session, dataset: Dataset, schema: TableSchema) -> None:
     dataset.search_text = f"{dataset.title} {body}"
     db.flush()
     if db.get_bind().dialect.name == "sqlite":
-        db.execute(text("DELETE FROM dataset_fts WHERE rowid = :id"), {"id": dataset.id})
-        db.execute(
-            text("INSERT INTO dataset_fts(rowid, title, body) VALUES (:id, :title, :body)"),
-            {"id": dataset.id, "title": dataset.title, "body": body},
-        )
+        for table in _FTS_TABLES:
+            db.execute(text(f"DELETE FROM {table} WHERE rowid = :id"), {"id": dataset.id})
+            db.execute(
+                text(f"INSERT INTO {table}(rowid, title, body) VALUES (:id, :title, :body)"),
+                {"id": dataset.id, "title": dataset.title, "body": body},
+            )

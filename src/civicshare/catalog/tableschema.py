@@ -15,7 +15,15 @@ from typing import Annotated, Any, Literal
 
 import pyarrow as pa
 import rfc8785
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from civicshare.errors import Invalid
 
@@ -60,6 +68,16 @@ PII_KINDS = frozenset(
     }
 )
 Scalar = Annotated[int | float | str, Field(union_mode="left_to_right")]
+
+
+def without_nul(value: str) -> str:
+    # PostgreSQL cannot store NUL in text; refused here it is a clear error on every backend.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+PlainText = Annotated[str, AfterValidator(without_nul)]
 
 
 class Constraints(BaseModel):
@@ -108,8 +126,8 @@ class SchemaField(BaseModel):
     name: str = Field(min_length=1, max_length=128)
     type: FieldType = "string"
     format: str = "default"
-    title: str | None = None
-    description: str | None = None
+    title: PlainText | None = None
+    description: PlainText | None = None
     example: Any = None
     rdfType: str | None = None
     constraints: Constraints = Field(default_factory=Constraints)
@@ -199,6 +217,14 @@ class TableSchema(BaseModel):
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"duplicate field names: {', '.join(duplicates)}")
+        # Datasets are queried in SQL, where `patient` names the `Patient` column too: two such
+        # fields would let a query (or an agreement granting one) read the other.
+        folded = [name.lower() for name in names]
+        clashing = [
+            name for name, fold in zip(names, folded, strict=True) if folded.count(fold) > 1
+        ]
+        if clashing:
+            raise ValueError(f"field names differ only in letter case: {', '.join(clashing)}")
         unknown = [name for name in self.primaryKey if name not in names]
         if unknown:
             raise ValueError(f"primaryKey names unknown fields: {', '.join(unknown)}")
@@ -287,6 +313,9 @@ def breaking_changes(old: TableSchema, new: TableSchema) -> list[str]:
         changes.extend(_field_changes(old_fields[name], new_fields[name]))
     if new.primaryKey and new.primaryKey != old.primaryKey:
         changes.append(f"primaryKey changed to {new.primaryKey}")
+    elif old.primaryKey and not new.primaryKey:
+        # Upserts, deletes and consent exclusions find records by it.
+        changes.append(f"primaryKey removed (was {old.primaryKey})")
     return sorted(changes)
 
 

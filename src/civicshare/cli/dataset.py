@@ -207,7 +207,7 @@ def dataset_purge(
         )
     hub = open_hub()
     with unit(hub, as_email) as (db, actor):
-        dataset = catalog.get_dataset(db=db, ref=ref)
+        dataset = catalog.get_visible_dataset(db=db, actor=actor, ref=ref)
         result = DatasetRead.of(storage.purge_dataset(db=db, actor=actor, dataset=dataset))
     hub.db.flush_erased_pages()
     if as_json:

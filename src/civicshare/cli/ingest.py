@@ -22,7 +22,7 @@ RefArg = Annotated[str, typer.Argument(help="The dataset, as AGENCY.DATASET.")]
 
 def infer(
     file: FileArg,
-    sample_rows: Annotated[int, typer.Option(help="Rows to sample.")] = 100_000,
+    sample_rows: Annotated[int, typer.Option(min=1, help="Rows to sample.")] = 100_000,
     as_json: JsonOpt = False,
 ) -> None:
     """Propose a Table Schema for FILE: types, formats, enums, keys and PII hints."""
@@ -84,7 +84,7 @@ def ingest(
     hub = open_hub()
     try:
         with unit(hub, as_user) as (db, actor), _progress(file, quiet=as_json) as progress:
-            dataset = catalog.get_dataset(db=db, ref=ref)
+            dataset = catalog.get_visible_dataset(db=db, actor=actor, ref=ref)
             report = ingest_service.ingest_file(
                 db=db,
                 hub=hub,
@@ -190,7 +190,7 @@ def ingests(
     hub = open_hub()
     try:
         with unit(hub, as_user) as (db, actor):
-            dataset = catalog.get_dataset(db=db, ref=ref)
+            dataset = catalog.get_visible_dataset(db=db, actor=actor, ref=ref)
             if ingest_id is None:
                 reports = ingest_service.list_ingests(db=db, actor=actor, dataset=dataset)
                 if as_json:

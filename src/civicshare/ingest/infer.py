@@ -49,6 +49,8 @@ DATETIME_FORMATS = (
     "%m/%d/%Y %H:%M",
     "%d/%m/%Y %H:%M:%S",
     "%d/%m/%Y %H:%M",
+    # Last: ISO 8601 with what no single pattern above covers (fractions with a zone, `,`).
+    "default",
 )
 TIME_FORMATS = ("%H:%M:%S", "%H:%M", "%I:%M:%S %p", "%I:%M %p")
 _RESERVED_WORDS = """
@@ -185,6 +187,8 @@ def _infer_type(name: str, values: pa.ChunkedArray) -> tuple[str, str | None]:
         ):
             return "year", None
         return "integer", None
+    if _all_match(values, r"^[+-]?\d+$"):
+        return "string", None  # beyond 64 bits: identifiers, which a float would round
     if _all_match(values, parsing.NUMBER) and not code_like:
         return "number", None
     for kind, formats in (
@@ -229,12 +233,14 @@ def _pii(
 
 
 def _enum(values: pa.ChunkedArray, rows: int) -> list[str] | None:
-    """Low-cardinality text becomes an enum, when the sample repeats each value enough."""
+    """Low-cardinality text becomes an enum, when the sample repeats each of several values."""
     if len(values) < 20:
         return None
     distinct = pc.unique(values)
     if len(distinct) > ENUM_MAX_VALUES or len(distinct) * 4 > len(values):
         return None
+    if len(distinct) < 2:
+        return None  # a constant of this sample (`July` in a monthly file), not a closed list
     if pc.max(pc.utf8_length(distinct)).as_py() > ENUM_MAX_LENGTH:
         return None
     return sorted(str(v) for v in distinct.to_pylist())
@@ -262,24 +268,26 @@ def infer_schema_dict(
     sample = read_sample(path, filename=filename, format=format, rows=sample_rows)
     titles = sample.column_names
     fields: list[dict[str, Any]] = []
-    missing = list(MISSING)
     for title, name in zip(titles, sql_names(titles), strict=True):
         values = pc.drop_null(sample.column(title))
         kind, fmt = _infer_type(name, values)
+        missing: list[str] = []
         if kind == "string" and fmt is None:
             placeholders = pa.array(MISSING_TOKENS, pa.string())
             present = pc.is_in(values, placeholders)
             if bool(pc.any(present).as_py()):
                 kind, fmt = _infer_type(name, values.filter(pc.invert(present)))
                 if kind != "string":
-                    found = pc.unique(values.filter(present)).to_pylist()
-                    missing += [str(v) for v in found if v not in missing]
+                    missing = [str(v) for v in pc.unique(values.filter(present)).to_pylist()]
                     values = values.filter(pc.invert(present))
         field: dict[str, Any] = {"name": name, "type": kind}
         if title != name:
             field["title"] = title
         if fmt is not None:
             field["format"] = fmt
+        if missing:
+            # Only in this column: "NA" that suppresses a number may be Namibia in another.
+            field["missingValues"] = [*MISSING, *sorted(missing)]
         enum = _enum(values, sample.num_rows) if kind == "string" and fmt is None else None
         pii = _pii(name, kind, fmt, values, enum is not None)
         if enum is not None and pii is None:
@@ -288,7 +296,7 @@ def infer_schema_dict(
             field["pii"] = pii
         field["classification"] = _classification(name, pii)
         fields.append(field)
-    schema: dict[str, Any] = {"fields": fields, "missingValues": missing}
+    schema: dict[str, Any] = {"fields": fields, "missingValues": list(MISSING)}
     key = _primary_key(fields, sample)
     if key:
         schema["primaryKey"] = key

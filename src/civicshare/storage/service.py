@@ -463,6 +463,9 @@ def purge_dataset(*, db: Session, actor: Actor, dataset: Dataset) -> Dataset:
     """
     authorize(actor, Action.dataset_purge, agency_id=dataset.agency_id)
     _require_live(dataset)
+    # Before touching the data key: a key rotation takes the append lock first and then the
+    # data keys, so taking them the other way round could deadlock the two (PostgreSQL).
+    audit.hold_appends(db)
     now = utcnow()
     row = db.scalar(select(DataKey).where(DataKey.dataset_id == dataset.id))
     if row is not None:

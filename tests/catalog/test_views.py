@@ -195,3 +195,31 @@ def test_dcat_ap_names_only_valid_iris(hub_process: HubProcess) -> None:
     document = graph.value(graph.value(node, DCAT.distribution), DCTERMS.license)
     assert graph.value(document, RDF.type) == DCTERMS.LicenseDocument
     assert str(graph.value(document, rdflib.RDFS.label)) == licence
+
+
+def test_the_public_sees_versions_of_open_data_without_staff_addresses(
+    hub_process: HubProcess,
+) -> None:
+    with hub_process.as_role("steward", "transport") as transport:
+        made = create(
+            transport, "transport", "v_authors", table_schema=OPEN_SCHEMA, visibility="public"
+        )
+        assert made.status_code == 201, made.text
+        ingested = transport.post(
+            "/api/v1/datasets/transport/v_authors/ingest",
+            files={"file": ("readings.csv", b"station,reading\nnorth,12.5\n", "text/csv")},
+        )
+        assert ingested.status_code == 201, ingested.text
+        mine = [
+            transport.get(f"/api/v1/datasets/transport/v_authors/{path}").json()
+            for path in ("schema", "versions")
+        ]
+    steward = hub_process.login("steward", "transport").email
+    assert [[item["created_by"] for item in listing] for listing in mine] == [[steward]] * 2
+    with hub_process.client() as public:
+        seen = [
+            public.get(f"/api/v1/datasets/transport/v_authors/{path}").json()
+            for path in ("schema", "versions")
+        ]
+    assert [len(listing) for listing in seen] == [1, 1]
+    assert [item["created_by"] for listing in seen for item in listing] == [None, None]

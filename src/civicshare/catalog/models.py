@@ -243,13 +243,15 @@ class SchemaVersionRead(BaseModel):
     table_schema: dict[str, Any]
 
     @classmethod
-    def of(cls, row: DatasetSchema) -> SchemaVersionRead:
+    def of(cls, row: DatasetSchema, *, signed_in: bool = True) -> SchemaVersionRead:
+        """``signed_in=False`` leaves out who made the version: a member of staff's address
+        is not for the anonymous public, even on an open dataset."""
         return cls(
             number=row.number,
             schema_hash=row.schema_hash,
             breaking=row.breaking,
             changes=list(row.changes or []),
-            created_by=row.created_by,
+            created_by=row.created_by if signed_in else None,
             created_at=row.created_at,
             table_schema=row.table_schema,
         )

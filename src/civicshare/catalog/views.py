@@ -85,7 +85,11 @@ def schema_versions(
         found = service.get_visible_dataset(
             db=db, actor=ctx.actor if ctx else None, ref=f"{agency}.{dataset}"
         )
-        return [SchemaVersionRead.of(v) for v in service.schema_versions(db=db, dataset=found)]
+        signed_in = ctx is not None
+        return [
+            SchemaVersionRead.of(v, signed_in=signed_in)
+            for v in service.schema_versions(db=db, dataset=found)
+        ]
 
 
 @router.put("/datasets/{agency}/{dataset}/schema")

@@ -100,14 +100,16 @@ class VersionRead(BaseModel):
     details: dict[str, Any] | None
 
     @classmethod
-    def of(cls, version: DatasetVersion) -> VersionRead:
+    def of(cls, version: DatasetVersion, *, signed_in: bool = True) -> VersionRead:
+        """``signed_in=False`` leaves out who wrote the version: a member of staff's address
+        is not for the anonymous public, even on an open dataset."""
         return cls(
             number=version.number,
             row_count=version.row_count,
             schema_hash=version.schema_hash,
             operation=version.operation,
             segments=len(version.segment_ids),
-            created_by=version.created_by,
+            created_by=version.created_by if signed_in else None,
             created_at=version.created_at,
             details=version.details,
         )

@@ -19,7 +19,11 @@ def list_versions(agency: str, dataset: str, hub: HubDep, ctx: OptionalCtx) -> l
         found = catalog.get_visible_dataset(
             db=db, actor=ctx.actor if ctx else None, ref=f"{agency}.{dataset}"
         )
-        return [VersionRead.of(v) for v in service.list_versions(db=db, dataset=found)]
+        signed_in = ctx is not None
+        return [
+            VersionRead.of(v, signed_in=signed_in)
+            for v in service.list_versions(db=db, dataset=found)
+        ]
 
 
 @router.post("/datasets/{agency}/{dataset}/purge")

@@ -854,9 +854,12 @@ def _append_meanwhile(
     hub: Hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str
 ) -> None:
     """Make the race certain: another session commits an append of case 3 just after this
-    ingest has chosen the version it reads stored rows from."""
-    if database_url.startswith("sqlite"):
-        pytest.skip("a SQLite writer holds the database's write lock from its first statement")
+    ingest has chosen the version it reads stored rows from.
+
+    PostgreSQL only: a SQLite writer holds the database's write lock from its first statement,
+    so no other ingest can commit in between there.
+    """
+    assert database_url.startswith("postgresql"), database_url
     real_read = storage.read_version
 
     def read_while_another_steward_appends(**kwargs: Any) -> pa.RecordBatchReader:
@@ -872,6 +875,7 @@ def _append_meanwhile(
     monkeypatch.setattr(storage, "read_version", read_while_another_steward_appends)
 
 
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 def test_an_upsert_never_overwrites_a_version_added_while_it_ran(
     hub: Hub, db: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str
 ) -> None:
@@ -885,6 +889,7 @@ def test_an_upsert_never_overwrites_a_version_added_while_it_ran(
     assert [r["case_id"] for r in stored_rows(db, hub, dataset)] == [1, 2, 3]
 
 
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 def test_an_append_never_repeats_a_key_added_while_it_ran(
     hub: Hub, db: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str
 ) -> None:

@@ -21,7 +21,7 @@ from civicshare.audit import service as audit
 from civicshare.audit.merkle import MemoryTree
 from civicshare.audit.models import AuditCheckpoint, AuditCounter, AuditEntry, AuditNode
 from civicshare.audit.note import Checkpoint, Signer, Verifier
-from civicshare.audit.verifier import HttpLogSource, verify_log
+from civicshare.audit.verifier import HttpLogSource, audit_api, verify_log
 from civicshare.cli.audit import LocalLogSource
 from civicshare.db import Database
 from civicshare.errors import Invalid, Unavailable
@@ -420,3 +420,16 @@ def test_a_state_file_that_cannot_be_written_is_a_clean_error(hub: Hub, tmp_path
     with pytest.raises(Invalid) as error:
         verify_log(source, verifier, state=tmp_path / "plain-file" / "state.json")
     assert error.value.code == "bad_state"
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        "https://hub.example.org",
+        "https://hub.example.org/",
+        "https://hub.example.org/api/v1",
+        "https://hub.example.org/api/v1/audit/",
+    ],
+)
+def test_the_verifier_finds_the_audit_api_from_any_of_the_hubs_addresses(given: str) -> None:
+    assert audit_api(given) == "https://hub.example.org/api/v1/audit"

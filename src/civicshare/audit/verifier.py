@@ -39,15 +39,22 @@ class LogSource(Protocol):
     def consistency(self, first: int, second: int) -> list[bytes]: ...
 
 
+def audit_api(url: str) -> str:
+    """The audit API under a hub's address, given as the hub, its ``/api/v1`` or the API itself."""
+    base = url.rstrip("/")
+    if base.endswith("/api/v1/audit"):
+        return base
+    if not base.endswith("/api/v1"):
+        base += "/api/v1"
+    return base + "/audit"
+
+
 class HttpLogSource:
     """The hub's ``/api/v1/audit`` endpoints (records need an auditor's token)."""
 
     def __init__(self, url: str, token: str | None = None, *, timeout: float = 60) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        base = url.rstrip("/")
-        if not base.endswith("/api/v1"):
-            base += "/api/v1"
-        self.client = httpx.Client(base_url=base + "/audit", headers=headers, timeout=timeout)
+        self.client = httpx.Client(base_url=audit_api(url), headers=headers, timeout=timeout)
 
     def _get(self, path: str, **params: int) -> httpx.Response:
         try:

@@ -72,6 +72,9 @@ class Dialect:
     delimiter: str = ","
     quotechar: str = '"'
     header: list[str] = field(default_factory=list)
+    # The whole file was sampled and holds no row after the header (Arrow refuses a header that
+    # ends the file without a line break: such a file is an empty table, not a malformed one).
+    header_only: bool = False
 
 
 @dataclass
@@ -396,42 +399,31 @@ def sniff_csv(source: Source, encoding: str | None = None) -> Dialect:
     chosen = encoding or detect_encoding(sample, complete=complete)
     text = _decode_sample(sample, chosen)
     delimiter, quote = sniff_dialect(text)
+    rows = _csv_rows(text, delimiter, quote)
     try:
-        first = next(_csv_rows(text, delimiter, quote), None)
+        first = next(rows, None)
     except csv.Error as exc:
         raise Invalid("the CSV header could not be parsed", code="malformed_csv") from exc
     if not first:
         raise Invalid("the CSV file has no header row", code="no_header")
-    return Dialect(chosen, delimiter, quote, unique_headers(first))
+    header_only = complete and not _any_row(rows)
+    return Dialect(chosen, delimiter, quote, unique_headers(first), header_only)
+
+
+def _any_row(rows: Iterator[list[str]]) -> bool:
+    try:
+        return any(row for row in rows)
+    except csv.Error:
+        return True  # something is there: Arrow's reader gives the error its code
 
 
 def _open_csv(source: Source, size: int, encoding: str | None, batch_rows: int) -> TableSource:
     dialect = sniff_csv(source, encoding)
     counter = ByteCounter()
     batches = (
-        _csv_batches(source, dialect, counter, batch_rows)
-        if _has_data_rows(source, dialect)
-        else iter(())
+        iter(()) if dialect.header_only else _csv_batches(source, dialect, counter, batch_rows)
     )
     return TableSource("csv", dialect.header, batches, counter, size, dialect)
-
-
-def _has_data_rows(source: Source, dialect: Dialect) -> bool:
-    """False for a small file that is its header alone.
-
-    Arrow refuses a header that ends the file without a line break ("straddling object"): such a
-    file is an empty table, not a malformed one.
-    """
-    sample, complete = source.head(SAMPLE_BYTES)
-    if not complete:
-        return True
-    text = _decode_sample(sample, dialect.encoding)
-    rows = _csv_rows(text, dialect.delimiter, dialect.quotechar)
-    try:
-        next(rows, None)
-        return any(row for row in rows)
-    except csv.Error:
-        return True  # Arrow's reader gives the error its code
 
 
 def _csv_batches(

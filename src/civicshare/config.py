@@ -45,6 +45,14 @@ class Settings(BaseSettings):
         "parallel downloads and finer skipping by predicate hints)",
     )
 
+    audit_integrate_interval: float = Field(
+        default=0.5,
+        ge=0,
+        description="Seconds between a served hub's background passes that hash new audit "
+        "records into the Merkle tree, so a checkpoint is signable right after the last "
+        "append (0: only when a checkpoint or proof needs it)",
+    )
+
     @field_validator("home")
     @classmethod
     def _absolute_home(cls, value: Path) -> Path:

@@ -10,6 +10,7 @@ from civicshare.audit import merkle, service
 from civicshare.audit.note import Verifier, open_checkpoint
 from civicshare.db import Database
 from tests.agency.test_views import assert_error
+from tests.audit.test_integrator import append, sizes, wait_until
 from tests.support.concurrency import write_held
 from tests.support.hubproc import HubProcess
 
@@ -136,5 +137,17 @@ def test_proofs_and_the_key_do_not_wait_for_a_writer(hub_process: HubProcess) ->
             ):
                 response = public.get(path, params=params)
                 assert response.status_code == 200, response.text
+    finally:
+        database.dispose()
+
+
+def test_a_served_hub_integrates_new_records_without_being_asked(
+    hub_process: HubProcess,
+) -> None:
+    database = Database(hub_process.database_url)
+    try:
+        append(database, 25, "served")
+        # No checkpoint or proof is requested: the hub process's integrator does the work.
+        wait_until(lambda: sizes(database)[1] >= sizes(database)[0], "the served hub")
     finally:
         database.dispose()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from types import ModuleType
+from typing import Any
 
+import anyio
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 
@@ -31,6 +34,7 @@ def create_app(hub: Hub) -> FastAPI:
         docs_url=f"{API_PREFIX}/docs",
         redoc_url=None,
         responses=ERROR_RESPONSES,
+        lifespan=_background_work(hub),
     )
     app.state.hub = hub
     seal_uploads()
@@ -47,6 +51,24 @@ def create_app(hub: Hub) -> FastAPI:
 
     mount_portal(app)
     return app
+
+
+def _background_work(hub: Hub) -> Callable[[FastAPI], Any]:
+    """What a serving hub process runs beside its requests: the audit tree's integrator."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        from civicshare.audit.integrator import Integrator
+
+        interval = hub.settings.audit_integrate_interval
+        integrator = Integrator(hub.db, interval=interval).start() if interval > 0 else None
+        try:
+            yield
+        finally:
+            if integrator is not None:
+                await anyio.to_thread.run_sync(integrator.stop)
+
+    return lifespan
 
 
 def api_routers() -> list[APIRouter]:

@@ -282,13 +282,17 @@ def hash_lookup(db: Session) -> merkle.HashLookup:
     return lookup
 
 
-def integrate(db: Session) -> int:
-    """Hash every appended record into the tree (in batches); returns the tree's size.
+def integrate(db: Session, *, limit: int | None = None) -> int:
+    """Hash appended records into the tree (in batches); returns the tree's size.
 
-    Holds the ``integrated`` counter's lock, so one integrator at a time across processes.
+    Every appended record, or at most ``limit`` of them, so that a caller who shares the write
+    turn (the background ``Integrator`` on SQLite) holds it briefly. Holds the ``integrated``
+    counter's lock, so one integrator at a time across processes.
     """
     done = _counter(db, INTEGRATED, lock=True)
     target = appended_size(db)
+    if limit is not None:
+        target = min(target, done + limit)
     lookup = hash_lookup(db)
     while done < target:
         end = min(target, done + INTEGRATION_BATCH)

@@ -25,9 +25,10 @@ from civicshare.audit import service as audit
 from civicshare.audit.models import AuditEntry, AuditNode, AuditSigningKey
 from civicshare.audit.note import open_checkpoint
 from civicshare.db import Database
-from civicshare.errors import Conflict, Invalid, Unauthenticated
+from civicshare.errors import Conflict, Invalid, NotFound, Unauthenticated
 from civicshare.hub import Hub
 from civicshare.permissions import CLI_ADMIN, Actor
+from civicshare.query import service as query
 
 
 class ActionFailed(Exception):
@@ -267,6 +268,22 @@ def test_proof_requests_out_of_range_are_clear_errors(hub: Hub) -> None:
                 call()
 
 
+def test_bounds_beyond_the_log_read_nothing_rather_than_fail(hub: Hub) -> None:
+    """The API takes indexes up to 2**62; PostgreSQL keeps the index in 32 bits and refused to
+    compare it with a larger parameter (an internal error, a 500 over HTTP)."""
+    with hub.db.session() as db:
+        for number in range(3):
+            audit.record(db, actor=None, action=f"test.event{number}")
+    far = 2**31
+    with hub.db.read_session() as db:
+        assert audit.entries(db, actor=CLI_ADMIN, start=far, end=far + 5).entries == []
+        tail = audit.entries(db, actor=CLI_ADMIN, start=2, end=2**62)
+        assert [e.index for e in tail.entries] == [2]
+        for before in (far, 2**62):
+            listed = audit.list_records(db, actor=CLI_ADMIN, before=before).records
+            assert [r.index for r in listed] == [2, 1, 0]
+
+
 def test_who_reads_which_records(hub: Hub) -> None:
     add_agency(hub, "health")
     add_agency(hub, "police")
@@ -331,6 +348,28 @@ def test_stewards_read_records_of_queries_across_agencies_and_denials(hub: Hub) 
         filtered = audit.list_records(db, actor=CLI_ADMIN, where=about_health).records
         assert {joined, denied} <= {r.index for r in filtered}
         assert other.index not in {r.index for r in filtered}
+
+
+def test_a_query_naming_many_datasets_is_recorded_with_all_of_them(hub: Hub) -> None:
+    """Three refs of long slugs pass 255 characters: PostgreSQL refused the record (a 500, and
+    the denial went unrecorded) when ``resource`` was a varchar(255)."""
+    long = "x" * 56
+    slugs = [f"{long}_{n}" for n in ("one", "two", "six")]
+    for slug in slugs:
+        add_agency(hub, slug)
+    refs = [f"{slug}.{long}_data" for slug in slugs]
+    analyst = Actor(email="a@p", role=Role.analyst)
+    sql = f"SELECT * FROM {refs[0]}, {refs[1]}, {refs[2]}"
+    with hub.db.session() as db, pytest.raises(NotFound) as refused:
+        query.run_query(db=db, hub=hub, actor=analyst, sql=sql, purpose=None)
+    assert refused.value.code == "dataset_not_found"
+    (denial,) = [r for r in records(hub) if r["action"] == "query.run"]
+    assert denial["outcome"] == "denied"
+    assert denial["resource"] == ",".join(refs)
+    last = Actor(email="s@x", role=Role.steward, agency_id=3, agency_slug=slugs[2])
+    with hub.db.session() as db:
+        seen = audit.list_records(db, actor=last, where=audit.RecordFilter(action="query"))
+    assert [r.record["resource"] for r in seen.records] == [",".join(refs)]
 
 
 def test_time_filters_at_the_ends_of_the_calendar_are_bounds_not_errors(hub: Hub) -> None:

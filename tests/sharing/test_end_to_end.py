@@ -401,6 +401,73 @@ def test_every_call_and_file_is_audited_against_the_agreement(
     assert created["profile_file"]["bearerToken"] not in json.dumps(records)
 
 
+def _denials_after(proc: HubProcess, index: int) -> list[dict[str, Any]]:
+    database = Database(proc.database_url)
+    with database.session() as db:
+        found = db.scalars(
+            sa.select(AuditEntry.record)
+            .where(AuditEntry.index > index, AuditEntry.outcome == "denied")
+            .order_by(AuditEntry.index)
+        )
+        denials = [json.loads(record) for record in found]
+    database.dispose()
+    return denials
+
+
+def _last_index(proc: HubProcess) -> int:
+    database = Database(proc.database_url)
+    with database.session() as db:
+        last = db.scalar(sa.select(sa.func.max(AuditEntry.index)))
+    database.dispose()
+    return int(last if last is not None else -1)
+
+
+def test_a_refused_file_download_is_one_denied_record(hub_process: HubProcess, city: City) -> None:
+    created = steward_profile(hub_process, city.agreement_id, name="one-denial")
+    profile_id = created["profile"]["id"]
+    with hub_process.client(created["profile_file"]["bearerToken"]) as client:
+        url = next(line["file"]["url"] for line in query_lines(client, city, {}) if "file" in line)
+    with hub_process.as_role("steward", "health") as steward:
+        assert steward.delete(f"/api/v1/sharing/profiles/{profile_id}").status_code == 200
+    before = _last_index(hub_process)
+    with httpx.Client(timeout=30) as anonymous:
+        assert_protocol_error(anonymous.get(url), 401, "UNAUTHENTICATED")
+    # Before, the profile check recorded an auth failure and the file route a second denial.
+    (denial,) = _denials_after(hub_process, before)
+    assert denial["action"] == "sharing.file"
+    assert denial["reason"] == "revoked"
+    assert denial["resource"] == f"share_profile:{profile_id}"
+    assert denial["agreement"] == city.agreement_id
+    before = _last_index(hub_process)
+    with httpx.Client(timeout=30) as anonymous:
+        tampered = url.replace("signature=", "signature=AA")
+        assert_protocol_error(anonymous.get(tampered), 403, "PERMISSION_DENIED")
+    (denial,) = _denials_after(hub_process, before)
+    assert (denial["action"], denial["reason"]) == ("sharing.file", "invalid_signature")
+
+
+def test_refused_queries_and_change_feeds_are_recorded(hub_process: HubProcess, city: City) -> None:
+    created = steward_profile(hub_process, city.agreement_id, name="refused-reads")
+    profile_id = created["profile"]["id"]
+    table = f"/delta-sharing/shares/{city.agreement_id}/schemas/health/tables/{city.cases.slug}"
+    before = _last_index(hub_process)
+    with hub_process.client(created["profile_file"]["bearerToken"]) as client:
+        assert client.post(table + "/query", json={"version": 1}).status_code == 403
+        assert client.get(table + "/changes", params={"startingVersion": 1}).status_code == 403
+        hidden = f"/delta-sharing/shares/{city.agreement_id}/schemas/health/tables/secret/query"
+        assert client.post(hidden, json={}).status_code == 404
+    # Each was rolled back with its call and left no record at all.
+    denials = _denials_after(hub_process, before)
+    assert [(d["action"], d["reason"], d.get("resource")) for d in denials] == [
+        ("sharing.query", "history_not_shared", city.cases.ref),
+        ("sharing.changes", "history_not_shared", city.cases.ref),
+        ("sharing.query", "not_found", "health.secret"),
+    ]
+    assert all(d["actor"]["token"] == profile_id for d in denials)
+    assert all(d["agreement"] == city.agreement_id for d in denials)
+    assert all(d["purpose"] == PURPOSE for d in denials)
+
+
 def test_cli_writes_a_private_profile_file_that_works(
     hub_process: HubProcess, city: City, tmp_path: Path
 ) -> None:

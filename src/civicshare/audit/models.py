@@ -38,7 +38,8 @@ class AuditEntry(Base):
     actor_email: Mapped[str | None] = mapped_column(String(320), index=True, nullable=True)
     agency: Mapped[str | None] = mapped_column(String(63), index=True, nullable=True)
     outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)
-    resource: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # A query's resource lists every dataset it names, comma-separated: no length bound fits.
+    resource: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -504,11 +504,15 @@ def entries(db: Session, *, actor: Actor, start: int, end: int) -> EntriesPage:
     """Records ``[start, end)`` (at most a page) as base64 leaf inputs, those the actor may read."""
     if start < 0 or end <= start:
         raise Invalid("entries need 0 <= start < end", code="bad_entries_range")
-    end = min(end, start + MAX_ENTRIES_PER_PAGE)
+    visible = _visible_to(actor)
+    # Nothing lies beyond the log. Bounds past it are never compared with the index column,
+    # which PostgreSQL keeps in 32 bits: a larger parameter was an error there (a 500).
+    end = min(end, start + MAX_ENTRIES_PER_PAGE, appended_size(db))
+    if end <= start:
+        return EntriesPage(entries=[], complete=visible is None)
     query = select(AuditEntry.index, AuditEntry.record).where(
         AuditEntry.index >= start, AuditEntry.index < end
     )
-    visible = _visible_to(actor)
     if visible is not None:
         query = query.where(visible)
     rows = db.execute(query.order_by(AuditEntry.index)).all()
@@ -550,7 +554,8 @@ def list_records(
     for condition in _conditions(where or RecordFilter()):
         query = query.where(condition)
     if before is not None:
-        query = query.where(AuditEntry.index < before)
+        # Within the log, as in ``entries``: the index column is 32 bits on PostgreSQL.
+        query = query.where(AuditEntry.index < min(before, appended_size(db)))
     found = list(db.scalars(query.order_by(AuditEntry.index.desc()).limit(limit)))
     next_before = found[-1].index if len(found) == limit else None
     return RecordPage(records=[RecordRead.of(entry) for entry in found], next_before=next_before)

@@ -426,27 +426,35 @@ def _all(conditions: list[str]) -> str:
     return combined
 
 
-def _public_columns(db: Session, hub: Hub, dataset: Dataset) -> list[str]:
+def _governed(hub: Hub, sql: str, **options: Any) -> query.QueryResult:
+    """One governed query as the public, in a unit of work of its own.
+
+    ``run_query`` ends the transaction of the session it is given before it runs (and so drops
+    whatever that session held): a call that runs several queries in one session kept only the
+    audit record of the last one, so the rows it served went unrecorded.
+    """
+    with hub.db.session() as db:
+        return query.run_query(db=db, hub=hub, actor=PUBLIC, sql=sql, purpose=None, **options)
+
+
+def _public_columns(hub: Hub, dataset: Dataset) -> list[str]:
     """The columns the public sees (an empty read through the governed engine says which)."""
-    probe = query.run_query(
-        db=db,
-        hub=hub,
-        actor=PUBLIC,
-        sql=f"SELECT * FROM {dataset.agency.slug}.{dataset.slug} LIMIT 0",
-        purpose=None,
-    )
+    probe = _governed(hub, f"SELECT * FROM {dataset.agency.slug}.{dataset.slug} LIMIT 0")
     assert probe.table is not None
     return list(probe.table.column_names)
 
 
 def datastore_query(
-    *, db: Session, hub: Hub, params: Mapping[str, Any], columns: list[str] | None = None
+    *, hub: Hub, params: Mapping[str, Any], columns: list[str] | None = None
 ) -> DatastoreQuery:
     rid = params.get("resource_id") or params.get("id")
     if not rid:
         raise Invalid("resource_id: Missing value", code="validation_error")
-    dataset = find_resource(db, str(rid))
-    known = columns if columns is not None else _public_columns(db, hub, dataset)
+    # Read apart from the queries' units: on SQLite a writing session holds the write turn
+    # from its first statement, which the queries' own units wait for.
+    with hub.db.read_session() as db:
+        dataset = find_resource(db, str(rid))
+    known = columns if columns is not None else _public_columns(hub, dataset)
     fields = str_list(params.get("fields"), name="fields") or known
     _check_columns(fields, known, "fields")
     return DatastoreQuery(
@@ -528,14 +536,11 @@ def _order(sort: Any, known: list[str]) -> list[str]:
     return clauses
 
 
-def datastore_search(
-    *, db: Session, hub: Hub, params: Mapping[str, Any], base_url: str
-) -> dict[str, Any]:
-    request = datastore_query(db=db, hub=hub, params=params)
+def datastore_search(*, hub: Hub, params: Mapping[str, Any], base_url: str) -> dict[str, Any]:
+    """Rows of a resource, and their total: each read is a governed query, audited as one."""
+    request = datastore_query(hub=hub, params=params)
     include_total = bool_param(params, "include_total", True)
-    result = query.run_query(
-        db=db, hub=hub, actor=PUBLIC, sql=request.sql(), purpose=None, max_rows=request.limit
-    )
+    result = _governed(hub, request.sql(), max_rows=request.limit)
     assert result.table is not None
     body: dict[str, Any] = {
         "resource_id": resource_id(request.dataset),
@@ -554,9 +559,7 @@ def datastore_search(
         },
     }
     if include_total:
-        counted = query.run_query(
-            db=db, hub=hub, actor=PUBLIC, sql=request.count_sql(), purpose=None
-        )
+        counted = _governed(hub, request.count_sql())
         assert counted.table is not None
         body["total"] = int(counted.table.column(0)[0].as_py())
         body["total_was_estimated"] = False

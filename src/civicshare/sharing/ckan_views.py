@@ -109,8 +109,8 @@ ACTIONS: dict[str, Action] = {
             base_url=base,
         ),
     ),
-    "datastore_search": lambda hub, p, base: _with_db(
-        hub, lambda db: ckan.datastore_search(db=db, hub=hub, params=p, base_url=base)
+    "datastore_search": lambda hub, p, base: ckan.datastore_search(
+        hub=hub, params=p, base_url=base
     ),
     "datastore_search_sql": lambda hub, p, base: _with_db(
         hub, lambda db: ckan.datastore_search_sql(db=db, hub=hub, params=p)

@@ -239,18 +239,31 @@ def _query(
     ctx: RecipientContext,
     base_url: str,
 ) -> Response:
-    with ctx.unit() as db:
-        shared = service.get_table(
-            db=db, recipient=ctx.recipient, share=share, schema=schema, table=table
+    try:
+        with ctx.unit() as db:
+            shared = service.get_table(
+                db=db, recipient=ctx.recipient, share=share, schema=schema, table=table
+            )
+            version, lines = service.query_table(
+                db=db,
+                hub=ctx.hub,
+                recipient=ctx.recipient,
+                table=shared,
+                request=body,
+                base_url=base_url,
+            )
+    except CivicshareError as exc:
+        # In a transaction of its own: the call's rolled back.
+        service.audit_read_denied(
+            ctx.hub,
+            ctx.recipient,
+            "sharing.query",
+            share=share,
+            schema=schema,
+            table=table,
+            error=exc,
         )
-        version, lines = service.query_table(
-            db=db,
-            hub=ctx.hub,
-            recipient=ctx.recipient,
-            table=shared,
-            request=body,
-            base_url=base_url,
-        )
+        raise
     return ndjson_response(lines, table_version=version)
 
 
@@ -266,21 +279,34 @@ def table_changes(
     starting_timestamp: Annotated[str | None, Query(alias="startingTimestamp")] = None,
     ending_timestamp: Annotated[str | None, Query(alias="endingTimestamp")] = None,
 ) -> Response:
-    with ctx.unit() as db:
-        shared = service.get_table(
-            db=db, recipient=ctx.recipient, share=share, schema=schema, table=table
+    try:
+        with ctx.unit() as db:
+            shared = service.get_table(
+                db=db, recipient=ctx.recipient, share=share, schema=schema, table=table
+            )
+            start, lines = service.table_changes(
+                db=db,
+                hub=ctx.hub,
+                recipient=ctx.recipient,
+                table=shared,
+                starting_version=starting_version,
+                ending_version=ending_version,
+                starting_timestamp=starting_timestamp,
+                ending_timestamp=ending_timestamp,
+                base_url=_base_url(request),
+            )
+    except CivicshareError as exc:
+        # In a transaction of its own: the call's rolled back.
+        service.audit_read_denied(
+            ctx.hub,
+            ctx.recipient,
+            "sharing.changes",
+            share=share,
+            schema=schema,
+            table=table,
+            error=exc,
         )
-        start, lines = service.table_changes(
-            db=db,
-            hub=ctx.hub,
-            recipient=ctx.recipient,
-            table=shared,
-            starting_version=starting_version,
-            ending_version=ending_version,
-            starting_timestamp=starting_timestamp,
-            ending_timestamp=ending_timestamp,
-            base_url=_base_url(request),
-        )
+        raise
     return ndjson_response(lines, table_version=start)
 
 
@@ -303,12 +329,12 @@ def serve_file(
     """
     token = f"{grant}.{signature}"
     failure: CivicshareError | None = None
+    # Committed even when the file is refused: open_file records the refusal.
     with hub.db.session() as db:
         try:
             opened = service.open_file(db=db, hub=hub, token=token)
         except CivicshareError as exc:
             failure = exc
-            service.audit_file_denied(db, reason=exc.code)
     if failure is not None:
         raise failure
     data = opened.part.data

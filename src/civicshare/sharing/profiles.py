@@ -230,8 +230,14 @@ def authenticate_recipient(*, db: Session, secret: str) -> Recipient:
     return recipient
 
 
-def live_recipient(*, db: Session, profile: ShareProfile) -> Recipient:
-    """The profile's recipient if the profile and its agreement are still in force."""
+def live_recipient(
+    *, db: Session, profile: ShareProfile, denied_action: str = "sharing.auth_failed"
+) -> Recipient:
+    """The profile's recipient if the profile and its agreement are still in force.
+
+    A refusal is recorded as a denied ``denied_action``: the call's own action where the
+    refusal is that call's only record (a file download).
+    """
     now = utcnow()
     problem = None
     if profile.revoked_at is not None:
@@ -239,13 +245,13 @@ def live_recipient(*, db: Session, profile: ShareProfile) -> Recipient:
     elif profile.expires_at is not None and profile.expires_at <= now:
         problem = "expired"
     if problem is not None:
-        _record_denial(db, profile, problem)
+        _record_denial(db, profile, problem, denied_action)
         raise Unauthenticated(_PROBLEMS[problem], code="invalid_token")
     agreement = profile.agreement
     if agreement is not None:
         state = agreement.state(now)
         if state is not State.active:
-            _record_denial(db, profile, f"agreement_{state.value}")
+            _record_denial(db, profile, f"agreement_{state.value}", denied_action)
             raise Forbidden(
                 f"agreement {agreement.public_id} is {state.value}: its share is closed",
                 code=f"agreement_{state.value}",
@@ -259,11 +265,13 @@ def live_recipient(*, db: Session, profile: ShareProfile) -> Recipient:
     )
 
 
-def _record_denial(db: Session, profile: ShareProfile | None, reason: str) -> None:
+def _record_denial(
+    db: Session, profile: ShareProfile | None, reason: str, action: str = "sharing.auth_failed"
+) -> None:
     audit.record(
         db,
         actor=None,
-        action="sharing.auth_failed",
+        action=action,
         outcome="denied",
         reason=reason,
         resource=f"share_profile:{profile.public_id}" if profile else None,

@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import re
 import threading
 import time
 import uuid
@@ -26,7 +27,7 @@ from sqlalchemy.orm import Session
 from civicshare.audit import service as audit
 from civicshare.catalog import service as catalog
 from civicshare.catalog.models import Dataset
-from civicshare.errors import BadRequest, Forbidden, Invalid, NotFound
+from civicshare.errors import BadRequest, CivicshareError, Forbidden, Invalid, NotFound
 from civicshare.hub import Hub
 from civicshare.policy import service as policy
 from civicshare.policy.models import Agreement
@@ -653,10 +654,26 @@ def open_file(*, db: Session, hub: Hub, token: str) -> OpenedFile:
 
     Revoking the agreement or the profile, or withdrawing the dataset from the share, stops the
     URL at once; its content comes from the cache the query filled (built again if evicted).
+    A refusal is recorded here, once, as a denied ``sharing.file``; the caller commits it.
     """
-    grant = verify_grant(hub.keys.derive(FILE_URL_LABEL), token, now=time.time())
-    profile = profiles.get_profile(db=db, public_id=grant.profile)
-    recipient = profiles.live_recipient(db=db, profile=profile)
+    try:
+        grant = verify_grant(hub.keys.derive(FILE_URL_LABEL), token, now=time.time())
+        profile = profiles.get_profile(db=db, public_id=grant.profile)
+    except CivicshareError as exc:
+        audit_file_denied(db, reason=exc.code)
+        raise
+    # Records its own refusal, with the profile and why (revoked, expired, the agreement's state).
+    recipient = profiles.live_recipient(db=db, profile=profile, denied_action="sharing.file")
+    try:
+        return _opened(db, hub, recipient, grant, token)
+    except CivicshareError as exc:
+        audit_file_denied(db, reason=exc.code)
+        raise
+
+
+def _opened(
+    db: Session, hub: Hub, recipient: Recipient, grant: FileGrant, token: str
+) -> OpenedFile:
     table = _table_of_grant(db, recipient, grant)
     content = CACHE.get(grant.fingerprint)
     if content is None:
@@ -764,6 +781,46 @@ def audit_metadata_call(
         agreement=recipient.agreement,
         details={"share": share},
     )
+
+
+def audit_read_denied(
+    hub: Hub,
+    recipient: Recipient,
+    action: str,
+    *,
+    share: str,
+    schema: str,
+    table: str,
+    error: CivicshareError,
+) -> None:
+    """A refused query or change feed, in a transaction of its own (the call's rolled back).
+
+    The table is named as asked (``agency.dataset``, so its provider's stewards see the
+    attempt) only when it has that shape: the path is the caller's text, not a known name.
+    """
+    ref = f"{schema}.{table}".lower()
+    # The agreement (and its purpose) applies to its own share, not to the open-data one.
+    agreement = recipient.agreement if share.lower() == recipient.share else None
+    with hub.db.session() as db:
+        purpose = (
+            db.scalar(select(Agreement.purpose).where(Agreement.public_id == agreement))
+            if agreement
+            else None
+        )
+        audit.record(
+            db,
+            actor=recipient.actor,
+            action=action,
+            outcome="denied",
+            reason=error.code,
+            resource=ref if _REF.fullmatch(ref) else None,
+            agreement=agreement,
+            purpose=purpose,
+            details={"share": share.lower()[:100], "status": error.status},
+        )
+
+
+_REF = re.compile(r"[a-z][a-z0-9_]{0,62}\.[a-z][a-z0-9_]{0,62}")
 
 
 def audit_file_denied(db: Session, *, reason: str) -> None:

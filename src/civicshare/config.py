@@ -53,6 +53,13 @@ class Settings(BaseSettings):
         "append (0: only when a checkpoint or proof needs it)",
     )
 
+    agreement_expiry_sweep_interval: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds between a served hub's sweeps that record, once each, the "
+        "agreements whose validity window has closed (agreement.expire)",
+    )
+
     @field_validator("home")
     @classmethod
     def _absolute_home(cls, value: Path) -> Path:

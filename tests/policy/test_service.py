@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from civicshare.agency.models import Role
+from civicshare.audit import service as audit
 from civicshare.audit.models import AuditEntry
 from civicshare.errors import CivicshareError, Conflict, Forbidden, Invalid
 from civicshare.hub import Hub
@@ -156,6 +158,74 @@ def test_lifecycle_transitions_and_their_audit(city: Hub) -> None:
         "agreement.reject",
     ]:
         assert audit_records(city, action), action
+
+
+def test_an_expired_agreement_is_recorded_once_when_the_hub_notices(city: Hub) -> None:
+    with city.db.session() as db:
+        made = agreement(db, recipient="fire_ems", dataset="health.cases", columns={"zip": "clear"})
+        pending = agreement(
+            db,
+            recipient="fire_ems",
+            dataset="health.cases",
+            columns={"zip": "clear"},
+            approve=False,
+        )
+        later = made.valid_until + dt.timedelta(days=1)
+        assert policy.record_expiries(db=db, now=made.valid_until - dt.timedelta(seconds=1)) == []
+    assert audit_records(city, "agreement.expire") == []
+    with city.db.session() as db:
+        expired = policy.record_expiries(db=db, now=later)
+    # Only approved agreements expire: a request nobody decided never had a window.
+    assert [a.public_id for a in expired] == [made.public_id]
+    assert pending.public_id not in {a.public_id for a in expired}
+    with city.db.session() as db:
+        assert policy.record_expiries(db=db, now=later) == []  # the next sweep finds it done
+    (record,) = audit_records(city, "agreement.expire")
+    assert record["actor"] is None  # nobody acted: the hub recorded it
+    assert (record["agreement"], record["resource"]) == (made.public_id, made.public_id)
+    assert (record["agency"], record["purpose"]) == ("health", made.purpose)
+    assert record["details"] == {"valid_until": audit.timestamp(made.valid_until)}
+
+
+def test_a_failed_sweep_records_nothing_and_the_next_one_records_it(city: Hub) -> None:
+    with city.db.session() as db:
+        made = agreement(db, recipient="fire_ems", dataset="health.cases", columns={"zip": "clear"})
+    later = made.valid_until + dt.timedelta(days=1)
+
+    def failing_sweep() -> None:
+        with city.db.session() as db:
+            assert len(policy.record_expiries(db=db, now=later)) == 1
+            raise RuntimeError("the sweep's transaction fails after its record")
+
+    with pytest.raises(RuntimeError, match="fails after its record"):
+        failing_sweep()
+    assert audit_records(city, "agreement.expire") == []
+    with city.db.session() as db:
+        assert len(policy.record_expiries(db=db, now=later)) == 1
+    assert len(audit_records(city, "agreement.expire")) == 1
+
+
+def test_revoking_an_agreement_past_its_window_records_its_expiry_first(city: Hub) -> None:
+    with city.db.session() as db:
+        steward = person(db, "health", Role.steward)
+        made = agreement(
+            db,
+            recipient="fire_ems",
+            dataset="health.cases",
+            columns={"zip": "clear"},
+            window=(-10, -1),
+        )
+        assert made.state() is State.expired
+        policy.revoke_agreement(db=db, actor=steward, agreement_id=made.public_id)
+    with city.db.session() as db:
+        assert policy.record_expiries(db=db) == []  # revoked, and its expiry already recorded
+    with city.db.session() as db:
+        rows = db.scalars(
+            select(AuditEntry.action)
+            .where(AuditEntry.resource == made.public_id)
+            .order_by(AuditEntry.index)
+        )
+        assert list(rows)[-2:] == ["agreement.expire", "agreement.revoke"]
 
 
 def test_outsiders_do_not_see_agreements(city: Hub) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import pytest
 
@@ -117,3 +118,37 @@ def test_objections_over_http(city: HubProcess) -> None:
             },
         )
         assert refused.status_code == 403
+
+
+def test_a_served_hub_records_an_agreement_expiry_once_without_being_asked(
+    city: HubProcess,
+) -> None:
+    closes = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=3)
+    with (
+        city.as_role("analyst", "fire_ems") as analyst,
+        city.as_role("steward", "health") as steward,
+        city.as_role("auditor") as auditor,
+    ):
+        created = analyst.post("/api/v1/agreements", json=_request(valid_until=closes.isoformat()))
+        assert created.status_code == 201, created.text
+        agreement_id = created.json()["id"]
+        approved = steward.post(f"/api/v1/agreements/{agreement_id}/approve", json={})
+        assert approved.json()["state"] == "active", approved.text
+
+        def expiries() -> list[dict[str, object]]:
+            found = auditor.get(
+                "/api/v1/audit/records", params={"action": "agreement.expire", "limit": 1000}
+            ).json()["records"]
+            return [r["record"] for r in found if r["record"]["agreement"] == agreement_id]
+
+        deadline = time.monotonic() + 60  # a bound on waiting for the sweep, not a timing target
+        while not expiries():
+            assert time.monotonic() < deadline, "no agreement.expire record after 60 s"
+            time.sleep(0.2)
+        time.sleep(1.5)  # a few more sweeps: they must not record it again
+        (record,) = expiries()
+        assert analyst.get(f"/api/v1/agreements/{agreement_id}").json()["state"] == "expired"
+    assert record["actor"] is None
+    assert record["details"] == {
+        "valid_until": closes.isoformat(timespec="microseconds")[:-6] + "Z"
+    }

@@ -32,6 +32,8 @@ def hub_environment(settings: Settings) -> dict[str, str]:
     env["CIVICSHARE_DATABASE_URL"] = settings.resolved_database_url
     env["CIVICSHARE_STORAGE_URL"] = settings.resolved_storage_url
     env.pop("CIVICSHARE_DEMO", None)
+    # Test hubs notice closed agreement windows within a second, not the default half minute.
+    env.setdefault("CIVICSHARE_AGREEMENT_EXPIRY_SWEEP_INTERVAL", "0.5")
     return env
 
 

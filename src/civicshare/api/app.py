@@ -54,19 +54,34 @@ def create_app(hub: Hub) -> FastAPI:
 
 
 def _background_work(hub: Hub) -> Callable[[FastAPI], Any]:
-    """What a serving hub process runs beside its requests: the audit tree's integrator."""
+    """What a serving hub process runs beside its requests (``civicshare.background``): the
+    audit tree's integrator and the sweep that records agreements' expiries."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         from civicshare.audit.integrator import Integrator
+        from civicshare.background import Periodic
+        from civicshare.policy.service import sweep_expiries
 
-        interval = hub.settings.audit_integrate_interval
-        integrator = Integrator(hub.db, interval=interval).start() if interval > 0 else None
+        settings = hub.settings
+        workers: list[Periodic] = [
+            Periodic(
+                "agreement-expiry",
+                lambda: sweep_expiries(hub.db),
+                interval=settings.agreement_expiry_sweep_interval,
+            )
+        ]
+        if settings.audit_integrate_interval > 0:
+            workers.append(Integrator(hub.db, interval=settings.audit_integrate_interval))
+        for worker in workers:
+            worker.start()
         try:
             yield
         finally:
-            if integrator is not None:
-                await anyio.to_thread.run_sync(integrator.stop)
+            for worker in workers:
+                worker.stopped.set()  # all asked at once, then each awaited
+            for worker in workers:
+                await anyio.to_thread.run_sync(worker.stop)
 
     return lifespan
 

@@ -13,49 +13,32 @@ with. Several hub processes each run one; the integration lock makes them take t
 
 from __future__ import annotations
 
-import logging
-import threading
-
 from civicshare.audit import service
+from civicshare.background import Periodic
 from civicshare.db import Database
-from civicshare.errors import CivicshareError
-
-log = logging.getLogger("civicshare.audit")
 
 DEFAULT_INTERVAL = 0.5  # seconds between passes
 BATCH = 5_000  # records per transaction (SQLite: ~10-30 ms of the write turn)
-MAX_BACKOFF = 60.0  # seconds between passes while integration keeps failing
 
 
-class Integrator:
+class Integrator(Periodic):
     """A daemon thread that keeps the tree caught up with the log; ``stop`` ends it."""
 
     def __init__(
         self, database: Database, *, interval: float = DEFAULT_INTERVAL, batch: int = BATCH
     ) -> None:
-        if interval <= 0 or batch <= 0:
-            raise ValueError("the integrator needs a positive interval and batch")
+        if batch <= 0:
+            raise ValueError("the integrator needs a positive batch")
+        super().__init__("audit-integrator", self.catch_up, interval=interval, first_after=interval)
         self.database = database
-        self.interval = interval
         self.batch = batch
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="audit-integrator", daemon=True)
-
-    def start(self) -> Integrator:
-        self.thread.start()
-        return self
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Ask the thread to stop and wait for it (it finishes the transaction it is in)."""
-        self.stopped.set()
-        if self.thread.is_alive() and self.thread is not threading.current_thread():
-            self.thread.join(timeout)
 
     def catch_up(self) -> int:
         """Integrate every record appended before this call; returns the tree's size.
 
         Looks first in a read-only snapshot, so a pass over an unchanged log never takes the
-        write turn.
+        write turn. A damaged log raises ``audit_log_damaged`` (logged by ``integrate`` with its
+        index); proofs and checkpoints report it to their callers.
         """
         with self.database.read_session() as db:
             appended = service.appended_size(db)
@@ -64,20 +47,3 @@ class Integrator:
             with self.database.session() as db:
                 integrated = service.integrate(db, limit=self.batch)
         return integrated
-
-    def _run(self) -> None:
-        wait = self.interval
-        while not self.stopped.wait(wait):
-            try:
-                self.catch_up()
-            except CivicshareError as exc:
-                # A damaged log (``audit_log_damaged``), already logged by ``integrate`` with
-                # its index. Retried slowly: proofs and checkpoints report it to their callers.
-                wait = min(MAX_BACKOFF, wait * 2)
-                log.debug("background integration stopped at %s", exc.code)
-            except Exception as exc:
-                # The exception's class only: database errors quote statements and parameters.
-                wait = min(MAX_BACKOFF, wait * 2)
-                log.warning("background audit integration failed (%s)", type(exc).__name__)
-            else:
-                wait = self.interval

@@ -79,6 +79,8 @@ class Agreement(Base):
     decision_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     revoked_by: Mapped[str | None] = mapped_column(String(320), nullable=True)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # When the hub recorded ``agreement.expire`` (once; nobody acts when a window closes).
+    expiry_recorded_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     provider: Mapped[Agency] = relationship(foreign_keys=[provider_agency_id], lazy="joined")

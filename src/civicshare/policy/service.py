@@ -17,7 +17,7 @@ from civicshare.audit import service as audit
 from civicshare.catalog import service as catalog
 from civicshare.catalog.models import Dataset
 from civicshare.catalog.tableschema import TableSchema
-from civicshare.db import utcnow
+from civicshare.db import Database, utcnow
 from civicshare.errors import Conflict, Forbidden, Invalid, NotFound, RateLimited
 from civicshare.hub import Hub
 from civicshare.permissions import Action, Actor, authorize, is_allowed
@@ -272,6 +272,8 @@ def revoke_agreement(
             f"agreement {agreement_id} is {agreement.state().value}; only approved ones revoke",
             code="agreement_not_approved",
         )
+    # A window that closed before the sweep noticed: its expiry comes first in the log.
+    _record_expiry(db, agreement, utcnow())
     agreement.status = Status.revoked.value
     agreement.revoked_by = actor.email
     agreement.revoked_at = utcnow()
@@ -297,6 +299,55 @@ def _audit(
         purpose=agreement.purpose,
         details=details,
     )
+
+
+def record_expiries(*, db: Session, now: dt.datetime | None = None) -> list[Agreement]:
+    """Record ``agreement.expire`` once for each approved agreement whose window has closed.
+
+    Nobody acts when a window closes, so the hub notices: a served hub sweeps when it starts
+    and every ``agreement_expiry_sweep_interval`` seconds (the record says when the window
+    closed, in ``details.valid_until``, and is made at most that much later; revoking an expired
+    agreement records its expiry first). Exactly once: the record and
+    the agreement's ``expiry_recorded_at`` commit together, and rows another sweep (another hub
+    process) holds are skipped, to be found done at the next pass.
+    """
+    moment = now or utcnow()
+    due = (
+        select(Agreement)
+        .where(
+            Agreement.status == Status.approved.value,
+            Agreement.valid_until <= moment,
+            Agreement.expiry_recorded_at.is_(None),
+        )
+        .order_by(Agreement.id)
+        .with_for_update(skip_locked=True, of=Agreement)
+    )
+    expired = list(db.scalars(due).unique())
+    for agreement in expired:
+        _record_expiry(db, agreement, moment)
+    return expired
+
+
+def _record_expiry(db: Session, agreement: Agreement, moment: dt.datetime) -> None:
+    if agreement.expiry_recorded_at is not None or agreement.state(moment) is not State.expired:
+        return
+    agreement.expiry_recorded_at = moment
+    audit.record(
+        db,
+        actor=None,
+        action="agreement.expire",
+        agency=agreement.provider.slug,
+        resource=agreement.public_id,
+        agreement=agreement.public_id,
+        purpose=agreement.purpose,
+        details={"valid_until": audit.timestamp(agreement.valid_until)},
+    )
+
+
+def sweep_expiries(database: Database) -> int:
+    """``record_expiries`` in a unit of work of its own; how many it recorded."""
+    with database.session() as db:
+        return len(record_expiries(db=db))
 
 
 # ---------------------------------------------------------------------------- objections

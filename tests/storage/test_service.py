@@ -554,6 +554,37 @@ def test_a_first_write_racing_a_rotation_keeps_its_data_readable(hub: Hub, db: S
         assert read(session, hub, visits).to_pylist() == people(10).to_pylist()
 
 
+def test_a_read_racing_a_rotation_still_opens_its_data_key(hub: Hub, db: Session) -> None:
+    dataset = make_dataset(db, "health.cases")
+    write(db, hub, dataset, people(10))
+    db.commit()
+    rotated: list[int] = []
+
+    def rotate_once(*_args: object) -> None:
+        if rotated:
+            return
+        with hub.db.session() as other:
+            health = agency_service.get_agency(db=other, slug="health")
+            rotation = storage.rotate_agency_key(db=other, hub=hub, actor=CLI_ADMIN, agency=health)
+            rotated.append(rotation.version)
+
+    # The rotation commits right after the read has looked at the data key: on PostgreSQL (read
+    # committed) a reader that then looked up the key-encryption key found it retired and
+    # answered 410 key_destroyed for a live dataset.
+    with hub.db.read_session() as reader:
+        connection = reader.connection()
+
+        def after_statement(_conn: object, _cursor: object, statement: str, *rest: object) -> None:
+            if "data_key" in statement:
+                rotate_once()
+
+        sa.event.listen(connection, "after_cursor_execute", after_statement)
+        found = catalog.get_dataset(db=reader, ref="health.cases")
+        back = storage.read_version(db=reader, hub=hub, dataset=found).read_all()
+    assert rotated == [2]
+    assert back.to_pylist() == people(10).to_pylist()
+
+
 def test_a_write_racing_a_purge_stores_no_version_after_it(hub: Hub, db: Session) -> None:
     dataset = make_dataset(db, "health.cases")
     write(db, hub, dataset, people(10))

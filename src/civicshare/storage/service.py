@@ -339,13 +339,22 @@ def _data_key(
     db: Session, hub: Hub, actor: Actor | None, dataset: Dataset, *, create: bool
 ) -> bytes:
     """The dataset's data key in the clear (memory only), created on first write."""
-    row = db.scalar(select(DataKey).where(DataKey.dataset_id == dataset.id))
+    # One statement for both wrapped keys: on PostgreSQL (read committed) a rotation committing
+    # between two lookups retired the key-encryption key the data key row still pointed at.
+    # Plain columns, not entities, so no stale copy from the session's identity map is used.
+    row = db.execute(
+        select(DataKey.wrapped, AgencyKey.agency_id, AgencyKey.version, AgencyKey.wrapped)
+        .join(AgencyKey, AgencyKey.id == DataKey.agency_key_id)
+        .where(DataKey.dataset_id == dataset.id)
+    ).one_or_none()
     if row is not None:
-        if row.wrapped is None:
+        wrapped, agency_id, version, wrapped_kek = row
+        if wrapped is None:
             raise Gone(f"the data key of '{dataset.ref}' was destroyed", code="key_destroyed")
-        agency_key = db.get_one(AgencyKey, row.agency_key_id)
-        kek = _unwrap_agency_key(hub, agency_key)
-        return crypto.aead_decrypt(kek, row.wrapped, context=_data_key_context(dataset.id))
+        if wrapped_kek is None:
+            raise Gone("the agency key was retired", code="key_destroyed")
+        kek = hub.keys.unwrap(wrapped_kek, context=_agency_key_context(agency_id, version))
+        return crypto.aead_decrypt(kek, wrapped, context=_data_key_context(dataset.id))
     if not create:
         raise NotFound(f"'{dataset.ref}' has no data key", code="key_not_found")
     # Before choosing the key-encryption key: a rotation retiring it must not be in flight.

@@ -20,7 +20,7 @@ from civicshare.agency.models import Role
 from civicshare.audit.models import AuditEntry
 from civicshare.catalog import service as catalog
 from civicshare.catalog.models import Dataset
-from civicshare.errors import Forbidden, Gone, Invalid, NotFound
+from civicshare.errors import Conflict, Forbidden, Gone, Invalid, NotFound
 from civicshare.hub import Hub
 from civicshare.permissions import CLI_ADMIN
 from civicshare.storage import service as storage
@@ -228,6 +228,30 @@ def test_a_failed_write_leaves_the_previous_version_and_no_files(hub: Hub, db: S
     assert read(db, hub, dataset).num_rows == 20
     live = set(db.scalars(sa.select(StorageSegment.path)))
     assert {f.path for f in hub.storage.list_files("datasets")} == live
+
+
+def test_a_write_refused_after_storing_its_segments_leaves_no_files(hub: Hub, db: Session) -> None:
+    dataset = make_dataset(db, "health.cases")
+    write(db, hub, dataset, people(20))
+    db.commit()
+    live = {f.path for f in hub.storage.list_files("datasets")}
+    table = people(5, start=100)
+    with pytest.raises(Conflict) as error:  # computed from "no version", but version 1 exists
+        storage.write_version(
+            db=db,
+            hub=hub,
+            actor=CLI_ADMIN,
+            dataset=dataset,
+            batches=table.to_batches(),
+            schema=table.schema,
+            keep_previous=False,
+            operation="upsert",
+            based_on=0,
+        )
+    assert error.value.code == "version_conflict"
+    db.rollback()
+    assert {f.path for f in hub.storage.list_files("datasets")} == live
+    assert read(db, hub, dataset).num_rows == 20
 
 
 def test_gc_removes_only_unreferenced_segments(hub: Hub, db: Session) -> None:

@@ -31,7 +31,12 @@ from civicshare.storage.models import (
     KeyRotation,
     StorageSegment,
 )
-from civicshare.storage.segments import StoredFile, read_segments, write_segments
+from civicshare.storage.segments import (
+    StoredFile,
+    discard_segments,
+    read_segments,
+    write_segments,
+)
 
 if TYPE_CHECKING:
     from civicshare.hub import Hub
@@ -80,42 +85,48 @@ def write_version(
     written = write_segments(
         hub.storage, dataset_id=dataset.id, key=key, batches=batches, schema=stored
     )
-    previous = _lock_latest(db, dataset)
-    if based_on is not None and (previous.number if previous else 0) != based_on:
-        raise Conflict(
-            f"'{dataset.ref}' got a new version while this write ran; run it again",
-            code="version_conflict",
-        )
-    segment_ids = list(previous.segment_ids) if keep_previous and previous else []
-    rows = previous.row_count if keep_previous and previous else 0
-    for segment in written:
-        db.add(
-            StorageSegment(
-                id=segment.id,
-                dataset_id=dataset.id,
-                path=segment.path,
-                row_count=segment.row_count,
-                size_bytes=segment.size_bytes,
-                chunk_size=segment.chunk_size,
+    try:
+        previous = _lock_latest(db, dataset)
+        if based_on is not None and (previous.number if previous else 0) != based_on:
+            raise Conflict(
+                f"'{dataset.ref}' got a new version while this write ran; run it again",
+                code="version_conflict",
             )
+        segment_ids = list(previous.segment_ids) if keep_previous and previous else []
+        rows = previous.row_count if keep_previous and previous else 0
+        for segment in written:
+            db.add(
+                StorageSegment(
+                    id=segment.id,
+                    dataset_id=dataset.id,
+                    path=segment.path,
+                    row_count=segment.row_count,
+                    size_bytes=segment.size_bytes,
+                    chunk_size=segment.chunk_size,
+                )
+            )
+            segment_ids.append(segment.id)
+            rows += segment.row_count
+        version = DatasetVersion(
+            dataset_id=dataset.id,
+            number=(previous.number if previous else 0) + 1,
+            row_count=rows,
+            schema_hash=table_schema.schema_hash(),
+            operation=operation,
+            segment_ids=segment_ids,
+            created_by=actor.email,
+            created_at=utcnow(),
+            details=details,
         )
-        segment_ids.append(segment.id)
-        rows += segment.row_count
-    version = DatasetVersion(
-        dataset_id=dataset.id,
-        number=(previous.number if previous else 0) + 1,
-        row_count=rows,
-        schema_hash=table_schema.schema_hash(),
-        operation=operation,
-        segment_ids=segment_ids,
-        created_by=actor.email,
-        created_at=utcnow(),
-        details=details,
-    )
-    db.add(version)
-    flush_or_conflict(
-        db, f"another write to '{dataset.ref}' committed first; retry", code="concurrent_write"
-    )
+        db.add(version)
+        flush_or_conflict(
+            db, f"another write to '{dataset.ref}' committed first; retry", code="concurrent_write"
+        )
+    except BaseException:
+        # Refused after its segments were stored (a purge, another version or a concurrent
+        # write came first): no version will ever reference them, so they go now, not at gc.
+        discard_segments(hub.storage, written)
+        raise
     written_rows = sum(segment.row_count for segment in written)
     audit.record(
         db,

@@ -146,6 +146,21 @@ def test_append_keeps_previous_segments_and_time_travel_works(hub: Hub, db: Sess
     assert [v.number for v in storage.list_versions(db=db, dataset=dataset)] == [1, 2, 3]
 
 
+def test_time_travel_to_a_versions_commit_time_in_milliseconds_finds_it(
+    hub: Hub, db: Session
+) -> None:
+    # Delta Sharing reports commit times in whole milliseconds, and clients travel back to them.
+    dataset = make_dataset(db, "health.cases")
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    for number in range(1, 4):
+        version = write(db, hub, dataset, people(number))
+        db.commit()
+        reported = (version.created_at - epoch) // dt.timedelta(milliseconds=1)
+        moment = epoch + dt.timedelta(milliseconds=reported)
+        assert storage.get_version(db=db, dataset=dataset, as_of=moment).number == number
+        time.sleep(0.002)
+
+
 def test_time_travel_beyond_any_version_is_version_not_found(hub: Hub, db: Session) -> None:
     dataset = make_dataset(db, "health.cases")
     write(db, hub, dataset, people(4))

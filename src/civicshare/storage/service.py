@@ -115,7 +115,7 @@ def write_version(
             operation=operation,
             segment_ids=segment_ids,
             created_by=actor.email,
-            created_at=utcnow(),
+            created_at=_commit_time(),
             details=details,
         )
         db.add(version)
@@ -145,6 +145,14 @@ def write_version(
         },
     )
     return version
+
+
+def _commit_time() -> dt.datetime:
+    """Now, in whole milliseconds: the precision Delta Sharing reports a version's commit time
+    in. With microseconds kept, time travel to the reported time of a version found the version
+    before it (its commit time rounded down came before the stored one)."""
+    now = utcnow()
+    return now.replace(microsecond=now.microsecond - now.microsecond % 1000)
 
 
 def read_version(

@@ -727,6 +727,41 @@ def test_empty_replace_is_a_version_with_no_rows(hub: Hub, db: Session) -> None:
     assert read(db, hub, dataset, version=1).num_rows == 5
 
 
+def test_an_append_its_new_schema_cannot_read_the_kept_rows_in_is_refused(
+    hub: Hub, db: Session
+) -> None:
+    from civicshare.catalog.tableschema import TableSchema
+    from tests.support.datasets import PEOPLE_SCHEMA
+
+    dataset = make_dataset(db, "health.cases")
+    write(db, hub, dataset, people(5))  # diagnosis holds text such as "code-4"
+    narrowed = {
+        **PEOPLE_SCHEMA,
+        "fields": [
+            {**f, "type": "integer"} if f["name"] == "diagnosis" else f
+            for f in PEOPLE_SCHEMA["fields"]
+        ],
+    }
+    catalog.update_schema(
+        db=db,
+        actor=CLI_ADMIN,
+        dataset=dataset,
+        table_schema=TableSchema.model_validate(narrowed),
+        breaking=True,
+    )
+    extra = people(2, start=10).set_column(2, "diagnosis", pa.array([1, 2], pa.int64()))
+    files = {f.path for f in hub.storage.list_files("datasets")}
+    with pytest.raises(Conflict) as error:
+        write(db, hub, dataset, extra, keep_previous=True, operation="append")
+    assert error.value.code == "breaking_schema_change"
+    assert {f.path for f in hub.storage.list_files("datasets")} == files
+    # Still one readable latest version; a replace under the new schema is the way on.
+    assert [v.number for v in storage.list_versions(db=db, dataset=dataset)] == [1]
+    assert read(db, hub, dataset).num_rows == 5
+    write(db, hub, dataset, extra, operation="replace")
+    assert read(db, hub, dataset).column("diagnosis").to_pylist() == [1, 2]
+
+
 def test_schema_evolution_keeps_old_segments_readable(hub: Hub, db: Session) -> None:
     from civicshare.catalog.tableschema import TableSchema
     from tests.support.datasets import PEOPLE_SCHEMA

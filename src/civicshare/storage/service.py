@@ -81,6 +81,8 @@ def write_version(
     table_schema = catalog.current_schema(db=db, dataset=dataset)
     stored = table_schema.arrow_schema()
     _check_schema(schema, stored)
+    if keep_previous and (latest := _latest(db, dataset)) is not None:
+        _check_appendable(db, dataset, latest, stored)  # early, before a long write
     key = _data_key(db, hub, actor, dataset, create=True)
     written = write_segments(
         hub.storage, dataset_id=dataset.id, key=key, batches=batches, schema=stored
@@ -92,6 +94,8 @@ def write_version(
                 f"'{dataset.ref}' got a new version while this write ran; run it again",
                 code="version_conflict",
             )
+        if keep_previous and previous is not None:
+            _check_appendable(db, dataset, previous, stored)
         segment_ids = list(previous.segment_ids) if keep_previous and previous else []
         rows = previous.row_count if keep_previous and previous else 0
         for segment in written:
@@ -268,12 +272,58 @@ def _lock_latest(db: Session, dataset: Dataset) -> DatasetVersion | None:
     ).scalar_one()
     if purged is not None:  # a purge committed while this write was storing its segments
         raise Gone(f"'{dataset.ref}' was purged; its data is unrecoverable", code="dataset_purged")
+    return _latest(db, dataset)
+
+
+def _latest(db: Session, dataset: Dataset) -> DatasetVersion | None:
     return db.scalar(
         select(DatasetVersion)
         .where(DatasetVersion.dataset_id == dataset.id)
         .order_by(DatasetVersion.number.desc())
         .limit(1)
     )
+
+
+def _check_appendable(
+    db: Session, dataset: Dataset, previous: DatasetVersion, stored: pa.Schema
+) -> None:
+    """Refuse an append whose version could not read the segments it keeps.
+
+    Kept segments are read in the new version's schema, each column cast from the type it was
+    written with; after a (breaking) type change such as string to integer that cast fails on
+    the old values, and every read of the new version would fail.
+    """
+    if previous.schema_hash == catalog.current_schema(db=db, dataset=dataset).schema_hash():
+        return
+    before = catalog.schema_by_hash(
+        db=db, dataset=dataset, schema_hash=previous.schema_hash
+    ).arrow_schema()
+    unreadable = [
+        f"{field.name} ({before.field(field.name).type} to {field.type})"
+        for field in stored
+        if field.name in before.names
+        and not _always_castable(before.field(field.name).type, field.type)
+    ]
+    if unreadable:
+        raise Conflict(
+            f"version {previous.number} of '{dataset.ref}' holds values the current schema "
+            f"cannot read ({', '.join(unreadable)}); replace the data instead of appending",
+            code="breaking_schema_change",
+            details={"version": previous.number, "columns": unreadable},
+        )
+
+
+def _always_castable(source: pa.DataType, target: pa.DataType) -> bool:
+    """Whether every value of ``source`` casts to ``target`` (a widening or text)."""
+    if source.equals(target):
+        return True
+    if pa.types.is_string(target):
+        return not pa.types.is_nested(source)
+    if pa.types.is_integer(source):
+        if pa.types.is_floating(target):
+            return True
+        return bool(pa.types.is_integer(target) and target.bit_width >= source.bit_width)
+    return False
 
 
 def _check_schema(given: pa.Schema, stored: pa.Schema) -> None:

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.orm import Session
 
+from civicshare import crypto
 from civicshare.agency import service as agency_service
 from civicshare.agency.models import Role
 from civicshare.audit.models import AuditEntry
@@ -651,6 +652,37 @@ def test_a_write_racing_a_purge_stores_no_version_after_it(hub: Hub, db: Session
         found = catalog.get_dataset(db=session, ref="health.cases")
         assert [v.number for v in storage.list_versions(db=session, dataset=found)] == [1]
     assert [getattr(f, "code", None) for f in failures] == ["dataset_purged"]
+
+
+class ProtocolOnlyProvider:
+    """What ``KeyProvider`` declares and nothing more, forwarded to the file-backed provider:
+    a stand-in for a KMS-backed provider written to the protocol."""
+
+    def __init__(self, inner: object) -> None:
+        self._inner = inner
+        declared = {name for name in dir(crypto.KeyProvider) if not name.startswith("_")}
+        self._declared = declared | set(crypto.KeyProvider.__annotations__)
+
+    def __getattr__(self, name: str) -> object:
+        if name not in self._declared:
+            raise AttributeError(f"KeyProvider declares no '{name}'")
+        return getattr(self._inner, name)
+
+
+def test_a_provider_implementing_the_key_provider_protocol_is_enough(hub: Hub, db: Session) -> None:
+    from civicshare.policy.service import objection_key
+    from civicshare.web.security import csrf_token
+
+    hub.__dict__["keys"] = ProtocolOnlyProvider(hub.keys)
+    dataset = make_dataset(db, "health.cases")
+    write(db, hub, dataset, people(10))
+    health = agency_service.get_agency(db=db, slug="health")
+    storage.rotate_agency_key(db=db, hub=hub, actor=CLI_ADMIN, agency=health)
+    assert read(db, hub, dataset).num_rows == 10
+    # The hub's keyed hashes, signed URLs and form tokens come from the master key too.
+    assert objection_key(hub, "health") != objection_key(hub, "police")
+    assert len(csrf_token(hub, "cookie-secret")) == 64
+    storage.purge_dataset(db=db, actor=CLI_ADMIN, dataset=dataset)
 
 
 def test_rotation_is_admin_only(hub: Hub, db: Session) -> None:

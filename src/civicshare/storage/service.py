@@ -39,6 +39,7 @@ from civicshare.storage.segments import (
 )
 
 if TYPE_CHECKING:
+    from civicshare.catalog.tableschema import TableSchema
     from civicshare.hub import Hub
 
 OPERATIONS = frozenset({"append", "replace", "upsert", "delete"})
@@ -82,7 +83,7 @@ def write_version(
     stored = table_schema.arrow_schema()
     _check_schema(schema, stored)
     if keep_previous and (latest := _latest(db, dataset)) is not None:
-        _check_appendable(db, dataset, latest, stored)  # early, before a long write
+        _check_appendable(db, dataset, latest, table_schema)  # early, before a long write
     key = _data_key(db, hub, actor, dataset, create=True)
     written = write_segments(
         hub.storage, dataset_id=dataset.id, key=key, batches=batches, schema=stored
@@ -95,7 +96,7 @@ def write_version(
                 code="version_conflict",
             )
         if keep_previous and previous is not None:
-            _check_appendable(db, dataset, previous, stored)
+            _check_appendable(db, dataset, previous, table_schema)
         segment_ids = list(previous.segment_ids) if keep_previous and previous else []
         rows = previous.row_count if keep_previous and previous else 0
         for segment in written:
@@ -285,7 +286,7 @@ def _latest(db: Session, dataset: Dataset) -> DatasetVersion | None:
 
 
 def _check_appendable(
-    db: Session, dataset: Dataset, previous: DatasetVersion, stored: pa.Schema
+    db: Session, dataset: Dataset, previous: DatasetVersion, schema: TableSchema
 ) -> None:
     """Refuse an append whose version could not read the segments it keeps.
 
@@ -293,8 +294,9 @@ def _check_appendable(
     written with; after a (breaking) type change such as string to integer that cast fails on
     the old values, and every read of the new version would fail.
     """
-    if previous.schema_hash == catalog.current_schema(db=db, dataset=dataset).schema_hash():
+    if previous.schema_hash == schema.schema_hash():
         return
+    stored = schema.arrow_schema()
     before = catalog.schema_by_hash(
         db=db, dataset=dataset, schema_hash=previous.schema_hash
     ).arrow_schema()

@@ -26,7 +26,7 @@ from civicshare.hub import Hub
 from civicshare.permissions import CLI_ADMIN
 from civicshare.storage import service as storage
 from civicshare.storage.models import AgencyKey, DataKey, DatasetVersion, StorageSegment
-from civicshare.storage.segments import segment_path
+from civicshare.storage.segments import StoredFile, segment_path
 from tests.support.concurrency import write_held
 from tests.support.datasets import make_dataset, person
 
@@ -316,6 +316,34 @@ def test_gc_leaves_the_early_segments_of_a_write_still_in_flight(hub: Hub, db: S
     report = storage.collect_garbage(db=db, hub=hub, actor=CLI_ADMIN, apply=True)
     assert report.orphans == [crashed]
     assert len(hub.storage.list_files(f"datasets/{dataset.id}")) == 2
+
+
+def test_gc_finishes_and_is_audited_when_another_gc_deleted_a_file_first(
+    hub: Hub, db: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dataset = make_dataset(db, "health.cases")
+    db.commit()
+    orphans = [segment_path(dataset.id, name * 32) for name in "ab"]
+    for path in orphans:
+        with hub.storage.open_output(path) as out:
+            out.write(b"half-written segment")
+    listed = hub.storage.list_files
+
+    def listed_then_raced(prefix: str) -> list[StoredFile]:
+        files = listed(prefix)
+        hub.storage.delete(orphans[0])  # a concurrent gc on another replica got there first
+        monkeypatch.undo()
+        return files
+
+    monkeypatch.setattr(hub.storage, "list_files", listed_then_raced)
+    report = storage.collect_garbage(
+        db=db, hub=hub, actor=CLI_ADMIN, apply=True, min_age=dt.timedelta(0)
+    )
+    assert report.orphans == orphans
+    assert hub.storage.list_files("datasets") == []
+    assert db.scalars(sa.select(AuditEntry.action).order_by(AuditEntry.index.desc())).first() == (
+        "storage.gc"
+    )
 
 
 def test_gc_is_admin_only(hub: Hub, db: Session) -> None:

@@ -6,6 +6,7 @@ agency, which wraps one data key per dataset, which seals the chunks of that dat
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, cast
@@ -627,7 +628,10 @@ def collect_garbage(
             orphans.append(stored)
     if apply:
         for stored in orphans + shredded:
-            hub.storage.delete(stored.path)
+            # Gone already: another gc (a second replica's) deleted it since the listing. That
+            # must not stop this run halfway, before its deletions are audited.
+            with contextlib.suppress(FileNotFoundError):
+                hub.storage.delete(stored.path)
         audit.record(
             db,
             actor=actor,

@@ -32,13 +32,21 @@ _PASSWORDS = PasswordHasher(time_cost=3, memory_cost=64 * 1024, parallelism=4)
 
 
 class KeyProvider(Protocol):
-    """Wraps and unwraps keys under a root key the hub never sees in the clear (KMS) or a file."""
+    """Wraps and unwraps keys under a root key the hub never sees in the clear (KMS) or a file.
+
+    Everything the hub asks of its master key is here, so a KMS-backed provider written to this
+    protocol is enough (``derive`` maps to a KMS MAC, e.g. AWS KMS ``GenerateMac``).
+    """
 
     key_id: str
 
     def wrap(self, key: bytes, *, context: bytes) -> bytes: ...
 
     def unwrap(self, wrapped: bytes, *, context: bytes) -> bytes: ...
+
+    def derive(self, label: bytes) -> bytes:
+        """A 32-byte secret for one named purpose (keyed hashes, signed URLs, CSRF tokens)."""
+        ...
 
 
 def aead_encrypt(key: bytes, plaintext: bytes, *, context: bytes) -> bytes:

@@ -26,7 +26,7 @@ class Hub:
         return Database(self.settings.resolved_database_url)
 
     @cached_property
-    def keys(self) -> crypto.LocalKeyProvider:
+    def keys(self) -> crypto.KeyProvider:
         """The key provider; fails closed when the master key is missing or unreadable."""
         return crypto.LocalKeyProvider.from_file(self.settings.require_master_key())
 

@@ -15,17 +15,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.orm import Session
 
+from civicshare import crypto
 from civicshare.agency import service as agency_service
 from civicshare.agency.models import Role
 from civicshare.audit.models import AuditEntry
 from civicshare.catalog import service as catalog
 from civicshare.catalog.models import Dataset
-from civicshare.errors import Forbidden, Gone, Invalid, NotFound
+from civicshare.errors import Conflict, Forbidden, Gone, Invalid, NotFound
 from civicshare.hub import Hub
 from civicshare.permissions import CLI_ADMIN
 from civicshare.storage import service as storage
 from civicshare.storage.models import AgencyKey, DataKey, DatasetVersion, StorageSegment
-from civicshare.storage.segments import segment_path
+from civicshare.storage.segments import StoredFile, segment_path
 from tests.support.concurrency import write_held
 from tests.support.datasets import make_dataset, person
 
@@ -146,6 +147,21 @@ def test_append_keeps_previous_segments_and_time_travel_works(hub: Hub, db: Sess
     assert [v.number for v in storage.list_versions(db=db, dataset=dataset)] == [1, 2, 3]
 
 
+def test_time_travel_to_a_versions_commit_time_in_milliseconds_finds_it(
+    hub: Hub, db: Session
+) -> None:
+    # Delta Sharing reports commit times in whole milliseconds, and clients travel back to them.
+    dataset = make_dataset(db, "health.cases")
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    for number in range(1, 4):
+        version = write(db, hub, dataset, people(number))
+        db.commit()
+        reported = (version.created_at - epoch) // dt.timedelta(milliseconds=1)
+        moment = epoch + dt.timedelta(milliseconds=reported)
+        assert storage.get_version(db=db, dataset=dataset, as_of=moment).number == number
+        time.sleep(0.002)
+
+
 def test_time_travel_beyond_any_version_is_version_not_found(hub: Hub, db: Session) -> None:
     dataset = make_dataset(db, "health.cases")
     write(db, hub, dataset, people(4))
@@ -230,6 +246,30 @@ def test_a_failed_write_leaves_the_previous_version_and_no_files(hub: Hub, db: S
     assert {f.path for f in hub.storage.list_files("datasets")} == live
 
 
+def test_a_write_refused_after_storing_its_segments_leaves_no_files(hub: Hub, db: Session) -> None:
+    dataset = make_dataset(db, "health.cases")
+    write(db, hub, dataset, people(20))
+    db.commit()
+    live = {f.path for f in hub.storage.list_files("datasets")}
+    table = people(5, start=100)
+    with pytest.raises(Conflict) as error:  # computed from "no version", but version 1 exists
+        storage.write_version(
+            db=db,
+            hub=hub,
+            actor=CLI_ADMIN,
+            dataset=dataset,
+            batches=table.to_batches(),
+            schema=table.schema,
+            keep_previous=False,
+            operation="upsert",
+            based_on=0,
+        )
+    assert error.value.code == "version_conflict"
+    db.rollback()
+    assert {f.path for f in hub.storage.list_files("datasets")} == live
+    assert read(db, hub, dataset).num_rows == 20
+
+
 def test_gc_removes_only_unreferenced_segments(hub: Hub, db: Session) -> None:
     dataset = make_dataset(db, "health.cases")
     write(db, hub, dataset, people(30))
@@ -276,6 +316,34 @@ def test_gc_leaves_the_early_segments_of_a_write_still_in_flight(hub: Hub, db: S
     report = storage.collect_garbage(db=db, hub=hub, actor=CLI_ADMIN, apply=True)
     assert report.orphans == [crashed]
     assert len(hub.storage.list_files(f"datasets/{dataset.id}")) == 2
+
+
+def test_gc_finishes_and_is_audited_when_another_gc_deleted_a_file_first(
+    hub: Hub, db: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dataset = make_dataset(db, "health.cases")
+    db.commit()
+    orphans = [segment_path(dataset.id, name * 32) for name in "ab"]
+    for path in orphans:
+        with hub.storage.open_output(path) as out:
+            out.write(b"half-written segment")
+    listed = hub.storage.list_files
+
+    def listed_then_raced(prefix: str) -> list[StoredFile]:
+        files = listed(prefix)
+        hub.storage.delete(orphans[0])  # a concurrent gc on another replica got there first
+        monkeypatch.undo()
+        return files
+
+    monkeypatch.setattr(hub.storage, "list_files", listed_then_raced)
+    report = storage.collect_garbage(
+        db=db, hub=hub, actor=CLI_ADMIN, apply=True, min_age=dt.timedelta(0)
+    )
+    assert report.orphans == orphans
+    assert hub.storage.list_files("datasets") == []
+    assert db.scalars(sa.select(AuditEntry.action).order_by(AuditEntry.index.desc())).first() == (
+        "storage.gc"
+    )
 
 
 def test_gc_is_admin_only(hub: Hub, db: Session) -> None:
@@ -554,6 +622,37 @@ def test_a_first_write_racing_a_rotation_keeps_its_data_readable(hub: Hub, db: S
         assert read(session, hub, visits).to_pylist() == people(10).to_pylist()
 
 
+def test_a_read_racing_a_rotation_still_opens_its_data_key(hub: Hub, db: Session) -> None:
+    dataset = make_dataset(db, "health.cases")
+    write(db, hub, dataset, people(10))
+    db.commit()
+    rotated: list[int] = []
+
+    def rotate_once(*_args: object) -> None:
+        if rotated:
+            return
+        with hub.db.session() as other:
+            health = agency_service.get_agency(db=other, slug="health")
+            rotation = storage.rotate_agency_key(db=other, hub=hub, actor=CLI_ADMIN, agency=health)
+            rotated.append(rotation.version)
+
+    # The rotation commits right after the read has looked at the data key: on PostgreSQL (read
+    # committed) a reader that then looked up the key-encryption key found it retired and
+    # answered 410 key_destroyed for a live dataset.
+    with hub.db.read_session() as reader:
+        connection = reader.connection()
+
+        def after_statement(_conn: object, _cursor: object, statement: str, *rest: object) -> None:
+            if "data_key" in statement:
+                rotate_once()
+
+        sa.event.listen(connection, "after_cursor_execute", after_statement)
+        found = catalog.get_dataset(db=reader, ref="health.cases")
+        back = storage.read_version(db=reader, hub=hub, dataset=found).read_all()
+    assert rotated == [2]
+    assert back.to_pylist() == people(10).to_pylist()
+
+
 def test_a_write_racing_a_purge_stores_no_version_after_it(hub: Hub, db: Session) -> None:
     dataset = make_dataset(db, "health.cases")
     write(db, hub, dataset, people(10))
@@ -581,6 +680,37 @@ def test_a_write_racing_a_purge_stores_no_version_after_it(hub: Hub, db: Session
         found = catalog.get_dataset(db=session, ref="health.cases")
         assert [v.number for v in storage.list_versions(db=session, dataset=found)] == [1]
     assert [getattr(f, "code", None) for f in failures] == ["dataset_purged"]
+
+
+class ProtocolOnlyProvider:
+    """What ``KeyProvider`` declares and nothing more, forwarded to the file-backed provider:
+    a stand-in for a KMS-backed provider written to the protocol."""
+
+    def __init__(self, inner: object) -> None:
+        self._inner = inner
+        declared = {name for name in dir(crypto.KeyProvider) if not name.startswith("_")}
+        self._declared = declared | set(crypto.KeyProvider.__annotations__)
+
+    def __getattr__(self, name: str) -> object:
+        if name not in self._declared:
+            raise AttributeError(f"KeyProvider declares no '{name}'")
+        return getattr(self._inner, name)
+
+
+def test_a_provider_implementing_the_key_provider_protocol_is_enough(hub: Hub, db: Session) -> None:
+    from civicshare.policy.service import objection_key
+    from civicshare.web.security import csrf_token
+
+    hub.__dict__["keys"] = ProtocolOnlyProvider(hub.keys)
+    dataset = make_dataset(db, "health.cases")
+    write(db, hub, dataset, people(10))
+    health = agency_service.get_agency(db=db, slug="health")
+    storage.rotate_agency_key(db=db, hub=hub, actor=CLI_ADMIN, agency=health)
+    assert read(db, hub, dataset).num_rows == 10
+    # The hub's keyed hashes, signed URLs and form tokens come from the master key too.
+    assert objection_key(hub, "health") != objection_key(hub, "police")
+    assert len(csrf_token(hub, "cookie-secret")) == 64
+    storage.purge_dataset(db=db, actor=CLI_ADMIN, dataset=dataset)
 
 
 def test_rotation_is_admin_only(hub: Hub, db: Session) -> None:
@@ -655,6 +785,41 @@ def test_empty_replace_is_a_version_with_no_rows(hub: Hub, db: Session) -> None:
     assert version.segment_ids == []
     assert read(db, hub, dataset).num_rows == 0
     assert read(db, hub, dataset, version=1).num_rows == 5
+
+
+def test_an_append_its_new_schema_cannot_read_the_kept_rows_in_is_refused(
+    hub: Hub, db: Session
+) -> None:
+    from civicshare.catalog.tableschema import TableSchema
+    from tests.support.datasets import PEOPLE_SCHEMA
+
+    dataset = make_dataset(db, "health.cases")
+    write(db, hub, dataset, people(5))  # diagnosis holds text such as "code-4"
+    narrowed = {
+        **PEOPLE_SCHEMA,
+        "fields": [
+            {**f, "type": "integer"} if f["name"] == "diagnosis" else f
+            for f in PEOPLE_SCHEMA["fields"]
+        ],
+    }
+    catalog.update_schema(
+        db=db,
+        actor=CLI_ADMIN,
+        dataset=dataset,
+        table_schema=TableSchema.model_validate(narrowed),
+        breaking=True,
+    )
+    extra = people(2, start=10).set_column(2, "diagnosis", pa.array([1, 2], pa.int64()))
+    files = {f.path for f in hub.storage.list_files("datasets")}
+    with pytest.raises(Conflict) as error:
+        write(db, hub, dataset, extra, keep_previous=True, operation="append")
+    assert error.value.code == "breaking_schema_change"
+    assert {f.path for f in hub.storage.list_files("datasets")} == files
+    # Still one readable latest version; a replace under the new schema is the way on.
+    assert [v.number for v in storage.list_versions(db=db, dataset=dataset)] == [1]
+    assert read(db, hub, dataset).num_rows == 5
+    write(db, hub, dataset, extra, operation="replace")
+    assert read(db, hub, dataset).column("diagnosis").to_pylist() == [1, 2]
 
 
 def test_schema_evolution_keeps_old_segments_readable(hub: Hub, db: Session) -> None:

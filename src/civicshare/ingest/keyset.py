@@ -64,7 +64,8 @@ def _hasher() -> duckdb.DuckDBPyConnection:
     opening one per set would cost more than hashing a small set)."""
     connection: duckdb.DuckDBPyConnection | None = getattr(_local, "hasher", None)
     if connection is None:
-        connection = duckdb.connect(":memory:")
+        # No spill folder: DuckDB would otherwise offload key values to ``./.tmp`` in the clear.
+        connection = duckdb.connect(":memory:", config={"temp_directory": ""})
         connection.execute("SET threads=1")
         _local.hasher = connection
     return connection

@@ -65,6 +65,10 @@ class Sandbox:
                 "autoinstall_known_extensions": False,
                 "allow_community_extensions": False,
                 "memory_limit": memory_limit,
+                # No spilling: an in-memory DuckDB offloads to ``./.tmp`` (the server's working
+                # folder) past its memory limit, which put decrypted rows on disk in the clear.
+                # A query that needs more memory is refused instead (query_too_large).
+                "temp_directory": "",
                 "threads": threads,
                 "lock_configuration": True,
             },

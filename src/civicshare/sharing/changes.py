@@ -35,7 +35,8 @@ def compute_changes(
             "the table's columns changed between these versions; read a snapshot instead",
             code=UNSUPPORTED_OPERATION,
         )
-    con = duckdb.connect()
+    # No spill folder: DuckDB would otherwise offload the decrypted rows to ``./.tmp``.
+    con = duckdb.connect(config={"temp_directory": ""})
     try:
         con.execute("SET enable_external_access = false")
         con.register("prev", previous)

@@ -190,12 +190,17 @@ def write_segments(
         # Tidy up what this write produced; anything left behind (a crash) is an orphan for gc.
         if current is not None:
             current.abort()
-        for segment in written:
-            _delete_quietly(store, segment.path)
+        discard_segments(store, written)
         if current is not None:
             _delete_quietly(store, current.path)
         raise
     return written
+
+
+def discard_segments(store: SegmentStore, segments: Iterable[WrittenSegment]) -> None:
+    """Delete segments no version will reference (what is left is an orphan for gc)."""
+    for segment in segments:
+        _delete_quietly(store, segment.path)
 
 
 def _delete_quietly(store: SegmentStore, path: str) -> None:

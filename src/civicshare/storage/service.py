@@ -6,6 +6,7 @@ agency, which wraps one data key per dataset, which seals the chunks of that dat
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, cast
@@ -31,9 +32,15 @@ from civicshare.storage.models import (
     KeyRotation,
     StorageSegment,
 )
-from civicshare.storage.segments import StoredFile, read_segments, write_segments
+from civicshare.storage.segments import (
+    StoredFile,
+    discard_segments,
+    read_segments,
+    write_segments,
+)
 
 if TYPE_CHECKING:
+    from civicshare.catalog.tableschema import TableSchema
     from civicshare.hub import Hub
 
 OPERATIONS = frozenset({"append", "replace", "upsert", "delete"})
@@ -76,46 +83,56 @@ def write_version(
     table_schema = catalog.current_schema(db=db, dataset=dataset)
     stored = table_schema.arrow_schema()
     _check_schema(schema, stored)
+    if keep_previous and (latest := _latest(db, dataset)) is not None:
+        _check_appendable(db, dataset, latest, table_schema)  # early, before a long write
     key = _data_key(db, hub, actor, dataset, create=True)
     written = write_segments(
         hub.storage, dataset_id=dataset.id, key=key, batches=batches, schema=stored
     )
-    previous = _lock_latest(db, dataset)
-    if based_on is not None and (previous.number if previous else 0) != based_on:
-        raise Conflict(
-            f"'{dataset.ref}' got a new version while this write ran; run it again",
-            code="version_conflict",
-        )
-    segment_ids = list(previous.segment_ids) if keep_previous and previous else []
-    rows = previous.row_count if keep_previous and previous else 0
-    for segment in written:
-        db.add(
-            StorageSegment(
-                id=segment.id,
-                dataset_id=dataset.id,
-                path=segment.path,
-                row_count=segment.row_count,
-                size_bytes=segment.size_bytes,
-                chunk_size=segment.chunk_size,
+    try:
+        previous = _lock_latest(db, dataset)
+        if based_on is not None and (previous.number if previous else 0) != based_on:
+            raise Conflict(
+                f"'{dataset.ref}' got a new version while this write ran; run it again",
+                code="version_conflict",
             )
+        if keep_previous and previous is not None:
+            _check_appendable(db, dataset, previous, table_schema)
+        segment_ids = list(previous.segment_ids) if keep_previous and previous else []
+        rows = previous.row_count if keep_previous and previous else 0
+        for segment in written:
+            db.add(
+                StorageSegment(
+                    id=segment.id,
+                    dataset_id=dataset.id,
+                    path=segment.path,
+                    row_count=segment.row_count,
+                    size_bytes=segment.size_bytes,
+                    chunk_size=segment.chunk_size,
+                )
+            )
+            segment_ids.append(segment.id)
+            rows += segment.row_count
+        version = DatasetVersion(
+            dataset_id=dataset.id,
+            number=(previous.number if previous else 0) + 1,
+            row_count=rows,
+            schema_hash=table_schema.schema_hash(),
+            operation=operation,
+            segment_ids=segment_ids,
+            created_by=actor.email,
+            created_at=_commit_time(),
+            details=details,
         )
-        segment_ids.append(segment.id)
-        rows += segment.row_count
-    version = DatasetVersion(
-        dataset_id=dataset.id,
-        number=(previous.number if previous else 0) + 1,
-        row_count=rows,
-        schema_hash=table_schema.schema_hash(),
-        operation=operation,
-        segment_ids=segment_ids,
-        created_by=actor.email,
-        created_at=utcnow(),
-        details=details,
-    )
-    db.add(version)
-    flush_or_conflict(
-        db, f"another write to '{dataset.ref}' committed first; retry", code="concurrent_write"
-    )
+        db.add(version)
+        flush_or_conflict(
+            db, f"another write to '{dataset.ref}' committed first; retry", code="concurrent_write"
+        )
+    except BaseException:
+        # Refused after its segments were stored (a purge, another version or a concurrent
+        # write came first): no version will ever reference them, so they go now, not at gc.
+        discard_segments(hub.storage, written)
+        raise
     written_rows = sum(segment.row_count for segment in written)
     audit.record(
         db,
@@ -134,6 +151,14 @@ def write_version(
         },
     )
     return version
+
+
+def _commit_time() -> dt.datetime:
+    """Now, in whole milliseconds: the precision Delta Sharing reports a version's commit time
+    in. With microseconds kept, time travel to the reported time of a version found the version
+    before it (its commit time rounded down came before the stored one)."""
+    now = utcnow()
+    return now.replace(microsecond=now.microsecond - now.microsecond % 1000)
 
 
 def read_version(
@@ -249,12 +274,59 @@ def _lock_latest(db: Session, dataset: Dataset) -> DatasetVersion | None:
     ).scalar_one()
     if purged is not None:  # a purge committed while this write was storing its segments
         raise Gone(f"'{dataset.ref}' was purged; its data is unrecoverable", code="dataset_purged")
+    return _latest(db, dataset)
+
+
+def _latest(db: Session, dataset: Dataset) -> DatasetVersion | None:
     return db.scalar(
         select(DatasetVersion)
         .where(DatasetVersion.dataset_id == dataset.id)
         .order_by(DatasetVersion.number.desc())
         .limit(1)
     )
+
+
+def _check_appendable(
+    db: Session, dataset: Dataset, previous: DatasetVersion, schema: TableSchema
+) -> None:
+    """Refuse an append whose version could not read the segments it keeps.
+
+    Kept segments are read in the new version's schema, each column cast from the type it was
+    written with; after a (breaking) type change such as string to integer that cast fails on
+    the old values, and every read of the new version would fail.
+    """
+    if previous.schema_hash == schema.schema_hash():
+        return
+    stored = schema.arrow_schema()
+    before = catalog.schema_by_hash(
+        db=db, dataset=dataset, schema_hash=previous.schema_hash
+    ).arrow_schema()
+    unreadable = [
+        f"{field.name} ({before.field(field.name).type} to {field.type})"
+        for field in stored
+        if field.name in before.names
+        and not _always_castable(before.field(field.name).type, field.type)
+    ]
+    if unreadable:
+        raise Conflict(
+            f"version {previous.number} of '{dataset.ref}' holds values the current schema "
+            f"cannot read ({', '.join(unreadable)}); replace the data instead of appending",
+            code="breaking_schema_change",
+            details={"version": previous.number, "columns": unreadable},
+        )
+
+
+def _always_castable(source: pa.DataType, target: pa.DataType) -> bool:
+    """Whether every value of ``source`` casts to ``target`` (a widening or text)."""
+    if source.equals(target):
+        return True
+    if pa.types.is_string(target):
+        return not pa.types.is_nested(source)
+    if pa.types.is_integer(source):
+        if pa.types.is_floating(target):
+            return True
+        return bool(pa.types.is_integer(target) and target.bit_width >= source.bit_width)
+    return False
 
 
 def _check_schema(given: pa.Schema, stored: pa.Schema) -> None:
@@ -339,13 +411,22 @@ def _data_key(
     db: Session, hub: Hub, actor: Actor | None, dataset: Dataset, *, create: bool
 ) -> bytes:
     """The dataset's data key in the clear (memory only), created on first write."""
-    row = db.scalar(select(DataKey).where(DataKey.dataset_id == dataset.id))
+    # One statement for both wrapped keys: on PostgreSQL (read committed) a rotation committing
+    # between two lookups retired the key-encryption key the data key row still pointed at.
+    # Plain columns, not entities, so no stale copy from the session's identity map is used.
+    row = db.execute(
+        select(DataKey.wrapped, AgencyKey.agency_id, AgencyKey.version, AgencyKey.wrapped)
+        .join(AgencyKey, AgencyKey.id == DataKey.agency_key_id)
+        .where(DataKey.dataset_id == dataset.id)
+    ).one_or_none()
     if row is not None:
-        if row.wrapped is None:
+        wrapped, agency_id, version, wrapped_kek = row
+        if wrapped is None:
             raise Gone(f"the data key of '{dataset.ref}' was destroyed", code="key_destroyed")
-        agency_key = db.get_one(AgencyKey, row.agency_key_id)
-        kek = _unwrap_agency_key(hub, agency_key)
-        return crypto.aead_decrypt(kek, row.wrapped, context=_data_key_context(dataset.id))
+        if wrapped_kek is None:
+            raise Gone("the agency key was retired", code="key_destroyed")
+        kek = hub.keys.unwrap(wrapped_kek, context=_agency_key_context(agency_id, version))
+        return crypto.aead_decrypt(kek, wrapped, context=_data_key_context(dataset.id))
     if not create:
         raise NotFound(f"'{dataset.ref}' has no data key", code="key_not_found")
     # Before choosing the key-encryption key: a rotation retiring it must not be in flight.
@@ -547,7 +628,10 @@ def collect_garbage(
             orphans.append(stored)
     if apply:
         for stored in orphans + shredded:
-            hub.storage.delete(stored.path)
+            # Gone already: another gc (a second replica's) deleted it since the listing. That
+            # must not stop this run halfway, before its deletions are audited.
+            with contextlib.suppress(FileNotFoundError):
+                hub.storage.delete(stored.path)
         audit.record(
             db,
             actor=actor,

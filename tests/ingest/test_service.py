@@ -954,3 +954,16 @@ def test_typed_parquet_dates_fill_fields_whose_format_is_for_text(
             "born": dt.date(1990, 5, 1),
         }
     ]
+
+
+def test_json_whole_number_fills_an_integer_field_but_json_text_does_not(
+    hub: Hub, db: Session, tmp_path: Path
+) -> None:
+    # Table Schema reads a native JSON number; JSON has one number type, so 3.0 is 3. Text
+    # "3.0" is an integer's string form only without the fraction.
+    dataset = make_dataset(db, "health.counts", {"fields": [{"name": "n", "type": "integer"}]})
+    path = tmp_path / "counts.json"
+    path.write_text('[{"n": 3.0}, {"n": 4}, {"n": "3.0"}, {"n": 2.5}]')
+    report = run(hub, db, dataset, path, "append")
+    assert [(r.row, r.rule) for r in report.rejections] == [(3, "type"), (4, "type")]
+    assert [r["n"] for r in stored_rows(db, hub, dataset)] == [3, 4]

@@ -504,6 +504,9 @@ def _split(batch: pa.RecordBatch, rows: int) -> Iterator[pa.RecordBatch]:
 # ---------------------------------------------------------------------------- JSON
 
 
+EXACT_FLOAT_INTEGERS = 2**53  # beyond it a float's integer is not the number written
+
+
 def _json_text(value: Any) -> str | None:
     if value is None:
         return None
@@ -515,6 +518,10 @@ def _json_text(value: Any) -> str | None:
         # JSON's (non-standard) Infinity, or a number too large for a float such as 1e400,
         # spelled as Table Schema's number reads it.
         return "INF" if value > 0 else "-INF"
+    if isinstance(value, float) and value.is_integer() and abs(value) < EXACT_FLOAT_INTEGERS:
+        # JSON has one number type: 3.0 is the number 3, as JSON Schema and Frictionless read
+        # it (an integer field takes it), and Parquet's and Excel's typed floats are read alike.
+        return str(int(value))
     if isinstance(value, int | float):
         return json.dumps(value)
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

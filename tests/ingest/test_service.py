@@ -967,3 +967,34 @@ def test_json_whole_number_fills_an_integer_field_but_json_text_does_not(
     report = run(hub, db, dataset, path, "append")
     assert [(r.row, r.rule) for r in report.rejections] == [(3, "type"), (4, "type")]
     assert [r["n"] for r in stored_rows(db, hub, dataset)] == [3, 4]
+
+
+def test_quarantined_values_of_a_field_dropped_since_stay_masked(
+    hub: Hub, db: Session, tmp_path: Path
+) -> None:
+    from civicshare.agency.models import Role
+    from civicshare.catalog import service as catalog
+    from civicshare.catalog.tableschema import TableSchema
+
+    schema = dict(CASES_SCHEMA)
+    schema["fields"] = [
+        *CASES_SCHEMA["fields"][:1],
+        {**CASES_SCHEMA["fields"][1], "constraints": {"maxLength": 5}},
+        *CASES_SCHEMA["fields"][2:],
+    ]
+    dataset = make_dataset(db, "health.dropped", schema)
+    path = tmp_path / "s.csv"
+    path.write_text(f"case_id,full_name,onset,status\n1,{PLANTED_NAME},01/01/2024,confirmed\n")
+    report = run(hub, db, dataset, path, "append")
+    # The agency stops collecting names: the personal field leaves the schema.
+    without_names = {**schema, "fields": [f for f in schema["fields"] if f["name"] != "full_name"]}
+    catalog.update_schema(
+        db=db,
+        actor=CLI_ADMIN,
+        dataset=dataset,
+        table_schema=TableSchema.model_validate(without_names),
+        breaking=True,
+    )
+    auditor = person(db, "health", Role.auditor)
+    masked = ingest.get_ingest(db=db, hub=hub, actor=auditor, dataset=dataset, ingest_id=report.id)
+    assert [(q.field, q.value, q.masked) for q in masked.quarantine] == [("full_name", "***", True)]

@@ -775,10 +775,12 @@ def get_ingest(
     values = _open_quarantine(db, hub, record)
     unmasked = is_allowed(actor, Action.ingest_run, agency_id=dataset.agency_id)
     schema = catalog.current_schema(db=db, dataset=dataset)
-    protected = {f.name for f in schema.fields if f.classification in PROTECTED}
+    # Shown only where the current schema says the field is not protected: a field the schema
+    # no longer has (dropped or renamed since the ingest) may have held personal values.
+    open_fields = {f.name for f in schema.fields if f.classification not in PROTECTED}
     rows = []
     for item, value in zip(record.rejections, values, strict=False):
-        hide = not unmasked and (item.get("field") in protected or item.get("field") is None)
+        hide = not unmasked and item.get("field") not in open_fields
         rows.append(
             QuarantinedRow(
                 **item,

@@ -998,3 +998,17 @@ def test_quarantined_values_of_a_field_dropped_since_stay_masked(
     auditor = person(db, "health", Role.auditor)
     masked = ingest.get_ingest(db=db, hub=hub, actor=auditor, dataset=dataset, ingest_id=report.id)
     assert [(q.field, q.value, q.masked) for q in masked.quarantine] == [("full_name", "***", True)]
+
+
+@pytest.mark.parametrize("mode", ["upsert", "delete"])
+def test_a_key_column_named_twice_is_one_key_column(
+    hub: Hub, db: Session, tmp_path: Path, mode: str
+) -> None:
+    # It escaped as an Arrow error ("Multiple matches for FieldRef"), a 500 over HTTP.
+    dataset = make_dataset(db, "health.twice", CASES_SCHEMA)
+    run(hub, db, dataset, write_cases(tmp_path, "a.csv", ["1,A,,", "2,B,,"]), "append")
+    path = write_cases(tmp_path, "b.csv", ["1,Z,,"])
+    report = run(hub, db, dataset, path, mode, key=["case_id", "case_id"])
+    assert report.key == ["case_id"]
+    expected = [(2, "B"), (1, "Z")] if mode == "upsert" else [(2, "B")]
+    assert [(r["case_id"], r["full_name"]) for r in stored_rows(db, hub, dataset)] == expected

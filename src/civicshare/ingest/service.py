@@ -291,7 +291,8 @@ def _key(schema: TableSchema, mode: IngestMode, key: list[str] | None) -> list[s
         if key:
             raise Invalid("--key applies to upsert and delete only", code="bad_key")
         return None
-    chosen = list(key or schema.primaryKey)
+    # A column named twice (--key id,id) is one key column; twice, Arrow could not select it.
+    chosen = list(dict.fromkeys(key or schema.primaryKey))
     if not chosen:
         raise Invalid(
             f"{mode} needs key columns (--key) or a schema with a primaryKey",

@@ -774,6 +774,42 @@ def test_xlsx_date_cells_fill_date_fields_and_datetime_cells_datetime_fields(
     ]
 
 
+def test_xlsx_date_cells_fill_date_fields_whose_format_is_for_text(
+    hub: Hub, db: Session, tmp_path: Path
+) -> None:
+    # A schema proposed from the CSV export (%m/%d/%Y) and the same data as a workbook: its
+    # date cells are typed, not text in that format, and were all rejected. Text cells of the
+    # sheet are still read in the field's format.
+    from openpyxl import Workbook
+
+    schema = {
+        "fields": [
+            {"name": "id", "type": "integer"},
+            {"name": "born", "type": "date", "format": "%m/%d/%Y"},
+            {"name": "seen", "type": "datetime", "format": "%m/%d/%Y %H:%M"},
+        ]
+    }
+    dataset = make_dataset(db, "health.visits_us", schema)
+    workbook = Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.append(["id", "born", "seen"])
+    sheet.append([1, dt.date(2024, 2, 29), dt.datetime(2024, 3, 1, 9, 30)])
+    sheet.append([2, "12/31/1999", "03/01/2024 10:15"])
+    sheet.append([3, "31/12/1999", "2024-13-01 10:15"])
+    path = tmp_path / "visits.xlsx"
+    workbook.save(path)
+    report = run(hub, db, dataset, path, "append")
+    assert [(r.row, r.field, r.rule) for r in report.rejections] == [
+        (3, "born", "format"),
+        (3, "seen", "format"),
+    ]
+    assert stored_rows(db, hub, dataset) == [
+        {"id": 1, "born": dt.date(2024, 2, 29), "seen": dt.datetime(2024, 3, 1, 9, 30)},
+        {"id": 2, "born": dt.date(1999, 12, 31), "seen": dt.datetime(2024, 3, 1, 10, 15)},
+    ]
+
+
 def test_a_row_without_its_key_never_replaces_or_deletes_stored_rows(
     hub: Hub, db: Session, tmp_path: Path
 ) -> None:

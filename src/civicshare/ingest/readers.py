@@ -208,6 +208,9 @@ class TableSource:
     # Columns that were typed dates, timestamps or times in the file, given as ISO 8601 text:
     # a field's text ``format`` (``%m/%d/%Y``) does not describe them.
     iso_columns: frozenset[str] = frozenset()
+    # Columns where some cells may be typed dates or times given as ISO 8601 text, among cells
+    # of text (a spreadsheet types each cell): read in the field's ``format``, else as ISO.
+    iso_cells: frozenset[str] = frozenset()
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         return self.batches
@@ -865,7 +868,7 @@ def _open_xlsx(source: Source, size: int, rows: int, sheet: str | None) -> Table
         finally:
             workbook.close()
 
-    return TableSource("xlsx", columns, batches(), counter, size)
+    return TableSource("xlsx", columns, batches(), counter, size, iso_cells=frozenset(columns))
 
 
 def _rows_to_batch(rows: list[list[str | None]], columns: list[str]) -> pa.RecordBatch:

@@ -145,6 +145,7 @@ def ingest_file(
             key=key_fields or (),
             check_unique=chosen != "delete",
             iso_columns=table.iso_columns,
+            iso_cells=table.iso_cells,
         )
         _require_key_columns(validator, key_fields)
         validator.known_repeats = repeats

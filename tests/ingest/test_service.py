@@ -512,6 +512,45 @@ def test_upsert_matches_keys_stored_under_an_earlier_schema(
     ]
 
 
+@pytest.mark.parametrize("mode", ["upsert", "delete", "append"])
+def test_ingest_over_a_version_stored_before_a_field_was_added_or_removed(
+    hub: Hub, db: Session, tmp_path: Path, mode: str
+) -> None:
+    # Upserts and deletes crashed on the stored version's other columns (a 500 over HTTP); an
+    # append could not check a unique field the stored version did not have yet.
+    schema: dict[str, Any] = {
+        "fields": [
+            {"name": "id", "type": "integer"},
+            {"name": "v", "type": "string"},
+            {"name": "old", "type": "string"},
+        ],
+        "primaryKey": ["id"],
+    }
+    stored = "id,v,old\n1,one,x\n2,two,y\n"
+    dataset = _dataset_with(hub, db, tmp_path, "health.evolved", schema, stored)
+    schema["fields"] = [
+        *schema["fields"][:2],
+        {"name": "code", "type": "string", "constraints": {"unique": True}},
+    ]
+    catalog.update_schema(
+        db=db,
+        actor=CLI_ADMIN,
+        dataset=dataset,
+        table_schema=TableSchema.model_validate(schema),
+        breaking=True,
+    )
+    path = tmp_path / "change.csv"
+    path.write_text("id,v,code\n1,new,c1\n" if mode != "append" else "id,v,code\n3,three,c3\n")
+    report = run(hub, db, dataset, path, mode)
+    assert (report.status, report.rows_rejected) == ("stored", 0)
+    expected = {
+        "upsert": [(2, "two", None), (1, "new", "c1")],
+        "delete": [(2, "two", None)],
+        "append": [(1, "one", None), (2, "two", None), (3, "three", "c3")],
+    }[mode]
+    assert [(r["id"], r["v"], r["code"]) for r in stored_rows(db, hub, dataset)] == expected
+
+
 def test_upsert_by_a_geopoint_key_and_a_nan_key(hub: Hub, db: Session, tmp_path: Path) -> None:
     points: dict[str, Any] = {
         "fields": [{"name": "loc", "type": "geopoint"}, {"name": "v", "type": "string"}],

@@ -212,6 +212,17 @@ def test_json_infinities_read_as_table_schema_numbers(tmp_path: Path) -> None:
     assert read_all(path).column("v").to_pylist() == ["INF", "-INF", "NaN", "INF", "2.5"]
 
 
+@pytest.mark.parametrize("content", [b"  \r\n", b"\xef\xbb\xbf", b"\xef\xbb\xbf\n\n"])
+def test_a_blank_json_file_is_empty(tmp_path: Path, content: bytes) -> None:
+    # A .json file of whitespace or a BOM alone was malformed_json ("the array is not closed"),
+    # where a blank .ndjson file was already empty_file.
+    path = tmp_path / "blank.json"
+    path.write_bytes(content)
+    with pytest.raises(Invalid) as caught:
+        read_all(path)
+    assert caught.value.code == "empty_file"
+
+
 def test_json_whole_floats_read_as_integers(tmp_path: Path) -> None:
     # JSON has one number type: 3.0 is 3 (an integer field takes it); a string stays as written.
     path = tmp_path / "counts.ndjson"

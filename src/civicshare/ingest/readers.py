@@ -674,6 +674,9 @@ def _open_json(
     chosen = encoding or detect_encoding(sample, complete=complete)
     if chosen == "utf-8" and sample.startswith(codecs.BOM_UTF8):
         chosen = "utf-8-sig"
+    if complete and not sample.decode(chosen, errors="replace").strip(" \t\r\n\ufeff"):
+        # Blank (or a BOM alone): empty like a file of no bytes, not an unclosed array.
+        raise Invalid(f"{source.name} is empty", code="empty_file")
     # One pass over the keys first, so every batch has the same columns. It decodes the file
     # once more but holds only the key list in memory.
     columns = scan_json_keys(source, fmt, chosen)

@@ -1087,3 +1087,25 @@ def test_a_key_column_named_twice_is_one_key_column(
     assert report.key == ["case_id"]
     expected = [(2, "B"), (1, "Z")] if mode == "upsert" else [(2, "B")]
     assert [(r["case_id"], r["full_name"]) for r in stored_rows(db, hub, dataset)] == expected
+
+
+def test_array_and_object_fields_take_only_json_arrays_and_objects(
+    hub: Hub, db: Session, tmp_path: Path
+) -> None:
+    # Table Schema: an array field holds a valid JSON array, an object field a JSON object. Any
+    # text was stored as one.
+    schema = {"fields": [{"name": "tags", "type": "array"}, {"name": "meta", "type": "object"}]}
+    dataset = make_dataset(db, "health.shapes", schema)
+    path = tmp_path / "shapes.csv"
+    path.write_text(
+        'tags,meta\n"[1, ""a""]","{""k"": 1}"\nhello,"[1]"\n"{""k"": 1}",{not json\n[],{}\n'
+    )
+    report = run(hub, db, dataset, path, "append")
+    assert [(r.row, r.field, r.rule) for r in report.rejections] == [
+        (2, "tags", "type"),
+        (3, "tags", "type"),
+        (2, "meta", "type"),
+        (3, "meta", "type"),
+    ]
+    rows = stored_rows(db, hub, dataset)
+    assert [(r["tags"], r["meta"]) for r in rows] == [('[1, "a"]', '{"k": 1}'), ("[]", "{}")]

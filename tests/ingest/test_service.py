@@ -551,6 +551,26 @@ def test_ingest_over_a_version_stored_before_a_field_was_added_or_removed(
     assert [(r["id"], r["v"], r["code"]) for r in stored_rows(db, hub, dataset)] == expected
 
 
+def test_append_after_a_breaking_type_change_keeps_working(
+    hub: Hub, db: Session, tmp_path: Path
+) -> None:
+    # The stored keys cannot be read as the new type; an append does not need them to be.
+    schema: dict[str, Any] = {"fields": [{"name": "id", "type": "string"}], "primaryKey": ["id"]}
+    dataset = _dataset_with(hub, db, tmp_path, "health.retyped", schema, "id\na\nb\n")
+    schema["fields"][0]["type"] = "integer"
+    catalog.update_schema(
+        db=db,
+        actor=CLI_ADMIN,
+        dataset=dataset,
+        table_schema=TableSchema.model_validate(schema),
+        breaking=True,
+    )
+    path = tmp_path / "more.csv"
+    path.write_text("id\n3\n")
+    report = run(hub, db, dataset, path, "append")
+    assert (report.status, report.rows_accepted) == ("stored", 1)
+
+
 def test_upsert_by_a_geopoint_key_and_a_nan_key(hub: Hub, db: Session, tmp_path: Path) -> None:
     points: dict[str, Any] = {
         "fields": [{"name": "loc", "type": "geopoint"}, {"name": "v", "type": "string"}],

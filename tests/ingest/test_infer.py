@@ -266,6 +266,12 @@ def test_integers_too_long_for_64_bits_stay_text(tmp_path: Path) -> None:
     assert schema.primaryKey == ["id"]
 
 
+def test_nineteen_digit_integers_within_64_bits_are_integers(tmp_path: Path) -> None:
+    path = tmp_path / "ids.csv"
+    path.write_text("id\n9223372036854775807\n1000000000000000000\n")
+    assert infer_schema(path).fields[0].type == "integer"
+
+
 def test_day_first_dates_are_recognised(tmp_path: Path) -> None:
     path = tmp_path / "uk.csv"
     path.write_text("when\n31/12/2020\n01/02/2021\n")

@@ -84,6 +84,8 @@ def test_real_file_reads_every_row_like_the_stdlib(relative: str) -> None:
 def _as_text(value: object) -> str:
     if isinstance(value, str):
         return value
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # JSON's 8.0 is the number 8
     return json.dumps(value)
 
 
@@ -208,6 +210,24 @@ def test_json_infinities_read_as_table_schema_numbers(tmp_path: Path) -> None:
     path = tmp_path / "levels.ndjson"
     path.write_text('{"v": Infinity}\n{"v": -Infinity}\n{"v": NaN}\n{"v": 1e400}\n{"v": 2.5}\n')
     assert read_all(path).column("v").to_pylist() == ["INF", "-INF", "NaN", "INF", "2.5"]
+
+
+@pytest.mark.parametrize("content", [b"  \r\n", b"\xef\xbb\xbf", b"\xef\xbb\xbf\n\n"])
+def test_a_blank_json_file_is_empty(tmp_path: Path, content: bytes) -> None:
+    # A .json file of whitespace or a BOM alone was malformed_json ("the array is not closed"),
+    # where a blank .ndjson file was already empty_file.
+    path = tmp_path / "blank.json"
+    path.write_bytes(content)
+    with pytest.raises(Invalid) as caught:
+        read_all(path)
+    assert caught.value.code == "empty_file"
+
+
+def test_json_whole_floats_read_as_integers(tmp_path: Path) -> None:
+    # JSON has one number type: 3.0 is 3 (an integer field takes it); a string stays as written.
+    path = tmp_path / "counts.ndjson"
+    path.write_text('{"v": 3.0}\n{"v": -0.0}\n{"v": 1e2}\n{"v": "3.0"}\n{"v": 2.5}\n{"v": 1e300}\n')
+    assert read_all(path).column("v").to_pylist() == ["3", "0", "100", "3.0", "2.5", "1e+300"]
 
 
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16"])

@@ -512,6 +512,65 @@ def test_upsert_matches_keys_stored_under_an_earlier_schema(
     ]
 
 
+@pytest.mark.parametrize("mode", ["upsert", "delete", "append"])
+def test_ingest_over_a_version_stored_before_a_field_was_added_or_removed(
+    hub: Hub, db: Session, tmp_path: Path, mode: str
+) -> None:
+    # Upserts and deletes crashed on the stored version's other columns (a 500 over HTTP); an
+    # append could not check a unique field the stored version did not have yet.
+    schema: dict[str, Any] = {
+        "fields": [
+            {"name": "id", "type": "integer"},
+            {"name": "v", "type": "string"},
+            {"name": "old", "type": "string"},
+        ],
+        "primaryKey": ["id"],
+    }
+    stored = "id,v,old\n1,one,x\n2,two,y\n"
+    dataset = _dataset_with(hub, db, tmp_path, "health.evolved", schema, stored)
+    schema["fields"] = [
+        *schema["fields"][:2],
+        {"name": "code", "type": "string", "constraints": {"unique": True}},
+    ]
+    catalog.update_schema(
+        db=db,
+        actor=CLI_ADMIN,
+        dataset=dataset,
+        table_schema=TableSchema.model_validate(schema),
+        breaking=True,
+    )
+    path = tmp_path / "change.csv"
+    path.write_text("id,v,code\n1,new,c1\n" if mode != "append" else "id,v,code\n3,three,c3\n")
+    report = run(hub, db, dataset, path, mode)
+    assert (report.status, report.rows_rejected) == ("stored", 0)
+    expected = {
+        "upsert": [(2, "two", None), (1, "new", "c1")],
+        "delete": [(2, "two", None)],
+        "append": [(1, "one", None), (2, "two", None), (3, "three", "c3")],
+    }[mode]
+    assert [(r["id"], r["v"], r["code"]) for r in stored_rows(db, hub, dataset)] == expected
+
+
+def test_append_after_a_breaking_type_change_keeps_working(
+    hub: Hub, db: Session, tmp_path: Path
+) -> None:
+    # The stored keys cannot be read as the new type; an append does not need them to be.
+    schema: dict[str, Any] = {"fields": [{"name": "id", "type": "string"}], "primaryKey": ["id"]}
+    dataset = _dataset_with(hub, db, tmp_path, "health.retyped", schema, "id\na\nb\n")
+    schema["fields"][0]["type"] = "integer"
+    catalog.update_schema(
+        db=db,
+        actor=CLI_ADMIN,
+        dataset=dataset,
+        table_schema=TableSchema.model_validate(schema),
+        breaking=True,
+    )
+    path = tmp_path / "more.csv"
+    path.write_text("id\n3\n")
+    report = run(hub, db, dataset, path, "append")
+    assert (report.status, report.rows_accepted) == ("stored", 1)
+
+
 def test_upsert_by_a_geopoint_key_and_a_nan_key(hub: Hub, db: Session, tmp_path: Path) -> None:
     points: dict[str, Any] = {
         "fields": [{"name": "loc", "type": "geopoint"}, {"name": "v", "type": "string"}],
@@ -774,6 +833,42 @@ def test_xlsx_date_cells_fill_date_fields_and_datetime_cells_datetime_fields(
     ]
 
 
+def test_xlsx_date_cells_fill_date_fields_whose_format_is_for_text(
+    hub: Hub, db: Session, tmp_path: Path
+) -> None:
+    # A schema proposed from the CSV export (%m/%d/%Y) and the same data as a workbook: its
+    # date cells are typed, not text in that format, and were all rejected. Text cells of the
+    # sheet are still read in the field's format.
+    from openpyxl import Workbook
+
+    schema = {
+        "fields": [
+            {"name": "id", "type": "integer"},
+            {"name": "born", "type": "date", "format": "%m/%d/%Y"},
+            {"name": "seen", "type": "datetime", "format": "%m/%d/%Y %H:%M"},
+        ]
+    }
+    dataset = make_dataset(db, "health.visits_us", schema)
+    workbook = Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.append(["id", "born", "seen"])
+    sheet.append([1, dt.date(2024, 2, 29), dt.datetime(2024, 3, 1, 9, 30)])
+    sheet.append([2, "12/31/1999", "03/01/2024 10:15"])
+    sheet.append([3, "31/12/1999", "2024-13-01 10:15"])
+    path = tmp_path / "visits.xlsx"
+    workbook.save(path)
+    report = run(hub, db, dataset, path, "append")
+    assert [(r.row, r.field, r.rule) for r in report.rejections] == [
+        (3, "born", "format"),
+        (3, "seen", "format"),
+    ]
+    assert stored_rows(db, hub, dataset) == [
+        {"id": 1, "born": dt.date(2024, 2, 29), "seen": dt.datetime(2024, 3, 1, 9, 30)},
+        {"id": 2, "born": dt.date(1999, 12, 31), "seen": dt.datetime(2024, 3, 1, 10, 15)},
+    ]
+
+
 def test_a_row_without_its_key_never_replaces_or_deletes_stored_rows(
     hub: Hub, db: Session, tmp_path: Path
 ) -> None:
@@ -954,3 +1049,83 @@ def test_typed_parquet_dates_fill_fields_whose_format_is_for_text(
             "born": dt.date(1990, 5, 1),
         }
     ]
+
+
+def test_json_whole_number_fills_an_integer_field_but_json_text_does_not(
+    hub: Hub, db: Session, tmp_path: Path
+) -> None:
+    # Table Schema reads a native JSON number; JSON has one number type, so 3.0 is 3. Text
+    # "3.0" is an integer's string form only without the fraction.
+    dataset = make_dataset(db, "health.counts", {"fields": [{"name": "n", "type": "integer"}]})
+    path = tmp_path / "counts.json"
+    path.write_text('[{"n": 3.0}, {"n": 4}, {"n": "3.0"}, {"n": 2.5}]')
+    report = run(hub, db, dataset, path, "append")
+    assert [(r.row, r.rule) for r in report.rejections] == [(3, "type"), (4, "type")]
+    assert [r["n"] for r in stored_rows(db, hub, dataset)] == [3, 4]
+
+
+def test_quarantined_values_of_a_field_dropped_since_stay_masked(
+    hub: Hub, db: Session, tmp_path: Path
+) -> None:
+    from civicshare.agency.models import Role
+    from civicshare.catalog import service as catalog
+    from civicshare.catalog.tableschema import TableSchema
+
+    schema = dict(CASES_SCHEMA)
+    schema["fields"] = [
+        *CASES_SCHEMA["fields"][:1],
+        {**CASES_SCHEMA["fields"][1], "constraints": {"maxLength": 5}},
+        *CASES_SCHEMA["fields"][2:],
+    ]
+    dataset = make_dataset(db, "health.dropped", schema)
+    path = tmp_path / "s.csv"
+    path.write_text(f"case_id,full_name,onset,status\n1,{PLANTED_NAME},01/01/2024,confirmed\n")
+    report = run(hub, db, dataset, path, "append")
+    # The agency stops collecting names: the personal field leaves the schema.
+    without_names = {**schema, "fields": [f for f in schema["fields"] if f["name"] != "full_name"]}
+    catalog.update_schema(
+        db=db,
+        actor=CLI_ADMIN,
+        dataset=dataset,
+        table_schema=TableSchema.model_validate(without_names),
+        breaking=True,
+    )
+    auditor = person(db, "health", Role.auditor)
+    masked = ingest.get_ingest(db=db, hub=hub, actor=auditor, dataset=dataset, ingest_id=report.id)
+    assert [(q.field, q.value, q.masked) for q in masked.quarantine] == [("full_name", "***", True)]
+
+
+@pytest.mark.parametrize("mode", ["upsert", "delete"])
+def test_a_key_column_named_twice_is_one_key_column(
+    hub: Hub, db: Session, tmp_path: Path, mode: str
+) -> None:
+    # It escaped as an Arrow error ("Multiple matches for FieldRef"), a 500 over HTTP.
+    dataset = make_dataset(db, "health.twice", CASES_SCHEMA)
+    run(hub, db, dataset, write_cases(tmp_path, "a.csv", ["1,A,,", "2,B,,"]), "append")
+    path = write_cases(tmp_path, "b.csv", ["1,Z,,"])
+    report = run(hub, db, dataset, path, mode, key=["case_id", "case_id"])
+    assert report.key == ["case_id"]
+    expected = [(2, "B"), (1, "Z")] if mode == "upsert" else [(2, "B")]
+    assert [(r["case_id"], r["full_name"]) for r in stored_rows(db, hub, dataset)] == expected
+
+
+def test_array_and_object_fields_take_only_json_arrays_and_objects(
+    hub: Hub, db: Session, tmp_path: Path
+) -> None:
+    # Table Schema: an array field holds a valid JSON array, an object field a JSON object. Any
+    # text was stored as one.
+    schema = {"fields": [{"name": "tags", "type": "array"}, {"name": "meta", "type": "object"}]}
+    dataset = make_dataset(db, "health.shapes", schema)
+    path = tmp_path / "shapes.csv"
+    path.write_text(
+        'tags,meta\n"[1, ""a""]","{""k"": 1}"\nhello,"[1]"\n"{""k"": 1}",{not json\n[],{}\n'
+    )
+    report = run(hub, db, dataset, path, "append")
+    assert [(r.row, r.field, r.rule) for r in report.rejections] == [
+        (2, "tags", "type"),
+        (3, "tags", "type"),
+        (2, "meta", "type"),
+        (3, "meta", "type"),
+    ]
+    rows = stored_rows(db, hub, dataset)
+    assert [(r["tags"], r["meta"]) for r in rows] == [('[1, "a"]', '{"k": 1}'), ("[]", "{}")]

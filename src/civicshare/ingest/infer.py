@@ -179,7 +179,7 @@ def _infer_type(name: str, values: pa.ChunkedArray) -> tuple[str, str | None]:
         return "boolean", None
     leading_zero = bool(pc.any(pc.match_substring_regex(values, r"^[+-]?0\d")).as_py())
     code_like = bool(_CODE_NAMES.search(name)) or leading_zero
-    if _all_match(values, parsing.INTEGER):
+    if bool(pc.all(parsing.is_integer(values)).as_py()):
         if code_like:
             return "string", None  # ZIP codes and similar keep their leading zeros
         if re.search(r"(^|_)year($|_)", name) and bool(

@@ -9,6 +9,7 @@ ourselves: Arrow's own ``strptime`` silently turns 2017-02-30 into 2017-03-02.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import pyarrow.compute as pc
 
 from civicshare.errors import Invalid
 
-INTEGER = r"^[+-]?\d{1,18}$"
+INTEGER = r"^[+-]?\d+$"  # and within int64: ``is_integer``
 NUMBER = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$|^(?:NaN|INF|-INF|\+INF)$"
 TRUE_VALUES = ("true", "True", "TRUE", "1")
 FALSE_VALUES = ("false", "False", "FALSE", "0")
@@ -305,21 +306,36 @@ def _parse_exactly(values: pa.Array, kind: str, fmt: str | None) -> pa.Array:
 
 
 def parse_integer(values: pa.Array) -> pa.Array:
-    """Decimal integers of at most 18 digits, optionally signed; null for anything else.
+    """Decimal integers within int64, optionally signed; null for anything else.
 
     Fast path: when Arrow's cast accepts the whole column, only what it accepts beyond the rule
-    (hexadecimal ``0x…``, 19-character values) needs the regular expression, and a clean column
-    has neither.
+    (hexadecimal ``0x…``) needs the regular expression, and a clean column has none.
     """
     try:
         cast = pc.cast(values, pa.int64())
-        longest = pc.max(pc.binary_length(values)).as_py() or 0
-        if longest <= 18 and not pc.any(pc.starts_with(values, "0x", ignore_case=True)).as_py():
+        if not pc.any(pc.starts_with(values, "0x", ignore_case=True)).as_py():
             return cast
     except pa.ArrowInvalid:
         pass  # a value Arrow refuses: check every value against the rule
-    ok = pc.match_substring_regex(values, INTEGER)
-    return pc.cast(_without_plus(pc.if_else(ok, values, None)), pa.int64())
+    return pc.cast(_without_plus(pc.if_else(is_integer(values), values, None)), pa.int64())
+
+
+_INT64_DIGITS = 19  # 9223372036854775807
+
+
+def is_integer(values: pa.Array) -> pa.Array:
+    """Which values are decimal integers that int64 holds (-2⁶³ … 2⁶³ - 1), leading zeros and
+    a sign allowed: 19-digit values up to the int64 maximum are integers too, not only 18."""
+    written = pc.match_substring_regex(values, INTEGER)
+    digits = pc.replace_substring_regex(values, r"^[+-]?0*", "")
+    length = pc.utf8_length(digits)
+    # Digits of equal length compare as text as they do as numbers.
+    limit = pc.if_else(pc.starts_with(values, "-"), "9223372036854775808", "9223372036854775807")
+    fits = pc.or_(
+        pc.less(length, _INT64_DIGITS),
+        pc.and_(pc.equal(length, _INT64_DIGITS), pc.less_equal(digits, limit)),
+    )
+    return pc.and_(written, fits)
 
 
 def _without_plus(values: pa.Array) -> pa.Array:
@@ -390,4 +406,24 @@ def parser_for(kind: str, fmt: str | None) -> Callable[[pa.Array], pa.Array]:
         return _matching(regex)
     if kind == "string" and fmt in _STRING_FORMATS:
         return _matching(_STRING_FORMATS[fmt])
+    if kind in ("array", "object"):
+        return _json_of(list if kind == "array" else dict)
     return lambda values: values
+
+
+def _json_of(wanted: type) -> Callable[[pa.Array], pa.Array]:
+    """Table Schema's ``array`` and ``object``: text that is a JSON array, or a JSON object.
+
+    Decoded value by value in Python (Arrow has no JSON kernel); these fields are rare.
+    """
+
+    def parse(values: pa.Array) -> pa.Array:
+        valid = []
+        for text in values.to_pylist():
+            try:
+                valid.append(text is not None and isinstance(json.loads(text), wanted))
+            except (ValueError, RecursionError):
+                valid.append(False)
+        return pc.if_else(pa.array(valid, pa.bool_()), values, None)
+
+    return parse

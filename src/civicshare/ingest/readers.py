@@ -208,6 +208,9 @@ class TableSource:
     # Columns that were typed dates, timestamps or times in the file, given as ISO 8601 text:
     # a field's text ``format`` (``%m/%d/%Y``) does not describe them.
     iso_columns: frozenset[str] = frozenset()
+    # Columns where some cells may be typed dates or times given as ISO 8601 text, among cells
+    # of text (a spreadsheet types each cell): read in the field's ``format``, else as ISO.
+    iso_cells: frozenset[str] = frozenset()
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         return self.batches
@@ -504,6 +507,9 @@ def _split(batch: pa.RecordBatch, rows: int) -> Iterator[pa.RecordBatch]:
 # ---------------------------------------------------------------------------- JSON
 
 
+EXACT_FLOAT_INTEGERS = 2**53  # beyond it a float's integer is not the number written
+
+
 def _json_text(value: Any) -> str | None:
     if value is None:
         return None
@@ -515,6 +521,10 @@ def _json_text(value: Any) -> str | None:
         # JSON's (non-standard) Infinity, or a number too large for a float such as 1e400,
         # spelled as Table Schema's number reads it.
         return "INF" if value > 0 else "-INF"
+    if isinstance(value, float) and value.is_integer() and abs(value) < EXACT_FLOAT_INTEGERS:
+        # JSON has one number type: 3.0 is the number 3, as JSON Schema and Frictionless read
+        # it (an integer field takes it), and Parquet's and Excel's typed floats are read alike.
+        return str(int(value))
     if isinstance(value, int | float):
         return json.dumps(value)
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
@@ -664,6 +674,9 @@ def _open_json(
     chosen = encoding or detect_encoding(sample, complete=complete)
     if chosen == "utf-8" and sample.startswith(codecs.BOM_UTF8):
         chosen = "utf-8-sig"
+    if complete and not sample.decode(chosen, errors="replace").strip(" \t\r\n\ufeff"):
+        # Blank (or a BOM alone): empty like a file of no bytes, not an unclosed array.
+        raise Invalid(f"{source.name} is empty", code="empty_file")
     # One pass over the keys first, so every batch has the same columns. It decodes the file
     # once more but holds only the key list in memory.
     columns = scan_json_keys(source, fmt, chosen)
@@ -858,7 +871,7 @@ def _open_xlsx(source: Source, size: int, rows: int, sheet: str | None) -> Table
         finally:
             workbook.close()
 
-    return TableSource("xlsx", columns, batches(), counter, size)
+    return TableSource("xlsx", columns, batches(), counter, size, iso_cells=frozenset(columns))
 
 
 def _rows_to_batch(rows: list[list[str | None]], columns: list[str]) -> pa.RecordBatch:

@@ -54,7 +54,7 @@ from civicshare.ingest.readers import Format, Source, TableSource, open_table
 from civicshare.ingest.validate import RULES, Rejection, Validator
 from civicshare.permissions import Action, Actor, authorize, is_allowed
 from civicshare.storage import service as storage
-from civicshare.storage.segments import SealedSpool
+from civicshare.storage.segments import SealedSpool, conform_batch
 
 if TYPE_CHECKING:
     from civicshare.hub import Hub
@@ -145,6 +145,7 @@ def ingest_file(
             key=key_fields or (),
             check_unique=chosen != "delete",
             iso_columns=table.iso_columns,
+            iso_cells=table.iso_cells,
         )
         _require_key_columns(validator, key_fields)
         validator.known_repeats = repeats
@@ -291,7 +292,8 @@ def _key(schema: TableSchema, mode: IngestMode, key: list[str] | None) -> list[s
         if key:
             raise Invalid("--key applies to upsert and delete only", code="bad_key")
         return None
-    chosen = list(key or schema.primaryKey)
+    # A column named twice (--key id,id) is one key column; twice, Arrow could not select it.
+    chosen = list(dict.fromkeys(key or schema.primaryKey))
     if not chosen:
         raise Invalid(
             f"{mode} needs key columns (--key) or a schema with a primaryKey",
@@ -354,10 +356,44 @@ def _seed_stored_keys(db: Session, hub: Hub, dataset: Dataset, validator: Valida
     if not versions:
         return 0
     base = versions[-1].number
-    reader = storage.read_version(db=db, hub=hub, dataset=dataset, version=base, columns=names)
-    for batch in reader:
+    wanted = _select(validator.target.remove_metadata(), names)
+    for batch in _stored_batches(db, hub, dataset, base, wanted, stored_types=True):
         validator.seed_existing(pa.Table.from_batches([batch]))
     return base
+
+
+def _stored_batches(
+    db: Session,
+    hub: Hub,
+    dataset: Dataset,
+    base: int,
+    schema: pa.Schema,
+    *,
+    stored_types: bool = False,
+) -> Iterator[pa.RecordBatch]:
+    """Version ``base`` read in the current schema's columns and types (``schema``, which may
+    name a subset of them).
+
+    A version keeps the schema it was written under: a field added since comes back as nulls,
+    one removed since is left out, and a changed type is cast (unless ``stored_types``: an
+    append's key check, which never needed the cast, is not refused when a breaking change
+    left values the new type cannot hold). Read as stored, such a version could not be merged
+    with the file's rows (a crash) nor asked for a field it lacks.
+    """
+    chosen = storage.get_version(db=db, dataset=dataset, version=base)
+    written = catalog.schema_by_hash(db=db, dataset=dataset, schema_hash=chosen.schema_hash)
+    present = [name for name in schema.names if name in written.field_names]
+    if stored_types:
+        types = written.arrow_schema().remove_metadata()
+        schema = pa.schema(
+            [types.field(name) if name in present else schema.field(name) for name in schema.names]
+        )
+    # Some column must be read for the rows to be counted, even when all ``schema`` lacks it.
+    columns = present or written.field_names[:1]
+    for batch in storage.read_version(
+        db=db, hub=hub, dataset=dataset, version=base, columns=columns
+    ):
+        yield conform_batch(batch, schema)
 
 
 def _store(
@@ -520,10 +556,8 @@ def _stored_values(
     types = _select(target, columns)
     held: dict[str, list[pa.Table]] = {name: [] for name in mine}
     replaced: list[pa.Table] = []
-    for batch in storage.read_version(
-        db=db, hub=hub, dataset=dataset, version=base, columns=columns
-    ):
-        stored = pa.Table.from_batches([batch]).select(columns).cast(types)
+    for batch in _stored_batches(db, hub, dataset, base, types):
+        stored = pa.Table.from_batches([batch])
         mask = keys.contains(stored.select(keys.columns))
         kept = stored.filter(pa.array(~mask))
         for name, value_set in mine.items():
@@ -637,12 +671,10 @@ def _merged(
     Counts the rows kept and dropped into ``counts`` as they stream.
     """
     if base:
-        for batch in storage.read_version(db=db, hub=hub, dataset=dataset, version=base):
+        for batch in _stored_batches(db, hub, dataset, base, target):
             stored = pa.Table.from_batches([batch])
-            # A version written under an earlier schema comes back in its own types.
-            stored_keys = stored.select(keys.columns).cast(_select(target, keys.columns))
-            replaced = keys.contains(stored_keys)
-            kept = stored.filter(pa.array(~replaced)).cast(target)
+            replaced = keys.contains(stored.select(keys.columns))
+            kept = stored.filter(pa.array(~replaced))
             counts["rows_kept"] += kept.num_rows
             counts["rows_replaced_or_deleted"] += stored.num_rows - kept.num_rows
             yield from kept.to_batches()
@@ -775,10 +807,12 @@ def get_ingest(
     values = _open_quarantine(db, hub, record)
     unmasked = is_allowed(actor, Action.ingest_run, agency_id=dataset.agency_id)
     schema = catalog.current_schema(db=db, dataset=dataset)
-    protected = {f.name for f in schema.fields if f.classification in PROTECTED}
+    # Shown only where the current schema says the field is not protected: a field the schema
+    # no longer has (dropped or renamed since the ingest) may have held personal values.
+    open_fields = {f.name for f in schema.fields if f.classification not in PROTECTED}
     rows = []
     for item, value in zip(record.rejections, values, strict=False):
-        hide = not unmasked and (item.get("field") in protected or item.get("field") is None)
+        hide = not unmasked and item.get("field") not in open_fields
         rows.append(
             QuarantinedRow(
                 **item,

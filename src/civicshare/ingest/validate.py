@@ -28,7 +28,7 @@ from civicshare.catalog.tableschema import SchemaField, TableSchema
 from civicshare.errors import Invalid
 from civicshare.ingest.infer import sql_name
 from civicshare.ingest.keyset import KeySet, key_codes
-from civicshare.ingest.standardise import FieldStandardiser, fold_enum
+from civicshare.ingest.standardise import FieldStandardiser, Standardised, fold_enum
 
 RULES = (
     "type",
@@ -287,6 +287,7 @@ class Validator:
         key: Iterable[str] = (),
         check_unique: bool = True,
         iso_columns: Iterable[str] = (),
+        iso_cells: Iterable[str] = (),
     ) -> None:
         self.schema = schema
         # An upsert's or delete's key: a row without it would match every stored row that
@@ -319,12 +320,16 @@ class Validator:
         self.midnight_dates = {
             f.name for f in self.fields if f.type == "date" and self.sources.get(f.name) in iso
         }
-        self.standardisers = {
-            f.name: FieldStandardiser(
-                _as_iso(f) if self.sources.get(f.name) in iso else f, schema.missingValues
-            )
-            for f in self.fields
-        }
+        typed_cells = set(iso_cells)
+        self.standardisers: dict[str, FieldStandardiser | _TextOrIso] = {}
+        for f in self.fields:
+            source = self.sources.get(f.name)
+            if source in iso:
+                self.standardisers[f.name] = FieldStandardiser(_as_iso(f), schema.missingValues)
+            elif source in typed_cells and _as_iso(f) != f:
+                self.standardisers[f.name] = _TextOrIso(f, schema.missingValues)
+            else:
+                self.standardisers[f.name] = FieldStandardiser(f, schema.missingValues)
         self.bounds = {f.name: self._bounds(f) for f in self.fields}
         for schema_field in self.fields:
             _check_pattern(schema_field)
@@ -575,6 +580,26 @@ def _as_iso(schema_field: SchemaField) -> SchemaField:
     if schema_field.type not in ("date", "datetime", "time"):
         return schema_field
     return schema_field.model_copy(update={"format": "default"})
+
+
+class _TextOrIso:
+    """A temporal field over a column whose cells are text in the field's ``format`` or typed
+    dates and times given as ISO 8601 (an Excel date cell): each cell read the way it parses."""
+
+    def __init__(self, schema_field: SchemaField, missing_values: Sequence[str]) -> None:
+        self._text = FieldStandardiser(schema_field, missing_values)
+        self._iso = FieldStandardiser(_as_iso(schema_field), missing_values)
+
+    def __call__(self, raw: pa.Array) -> Standardised:
+        text = self._text(raw)
+        if not pc.any(text.unreadable).as_py():
+            return text
+        iso = self._iso(raw)
+        return Standardised(
+            pc.if_else(text.unreadable, iso.values, text.values),
+            text.missing,
+            pc.and_(text.unreadable, iso.unreadable),
+        )
 
 
 def _check_pattern(schema_field: SchemaField) -> None:

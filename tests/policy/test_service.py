@@ -205,6 +205,21 @@ def test_a_failed_sweep_records_nothing_and_the_next_one_records_it(city: Hub) -
     assert len(audit_records(city, "agreement.expire")) == 1
 
 
+def test_the_sweep_records_what_is_due_in_a_unit_of_work_of_its_own(city: Hub) -> None:
+    assert policy.sweep_expiries(city.db) == 0  # nothing due: nothing recorded
+    with city.db.session() as db:
+        made = agreement(
+            db,
+            recipient="fire_ems",
+            dataset="health.cases",
+            columns={"zip": "clear"},
+            window=(-10, -1),
+        )
+    assert policy.sweep_expiries(city.db) == 1
+    assert policy.sweep_expiries(city.db) == 0
+    assert [r["agreement"] for r in audit_records(city, "agreement.expire")] == [made.public_id]
+
+
 def test_revoking_an_agreement_past_its_window_records_its_expiry_first(city: Hub) -> None:
     with city.db.session() as db:
         steward = person(db, "health", Role.steward)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import ColumnElement, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from civicshare.agency import service as agency_service
@@ -314,11 +314,7 @@ def record_expiries(*, db: Session, now: dt.datetime | None = None) -> list[Agre
     moment = now or utcnow()
     due = (
         select(Agreement)
-        .where(
-            Agreement.status == Status.approved.value,
-            Agreement.valid_until <= moment,
-            Agreement.expiry_recorded_at.is_(None),
-        )
+        .where(*_expiry_due(moment))
         .order_by(Agreement.id)
         .with_for_update(skip_locked=True, of=Agreement)
     )
@@ -326,6 +322,14 @@ def record_expiries(*, db: Session, now: dt.datetime | None = None) -> list[Agre
     for agreement in expired:
         _record_expiry(db, agreement, moment)
     return expired
+
+
+def _expiry_due(moment: dt.datetime) -> list[ColumnElement[bool]]:
+    return [
+        Agreement.status == Status.approved.value,
+        Agreement.valid_until <= moment,
+        Agreement.expiry_recorded_at.is_(None),
+    ]
 
 
 def _record_expiry(db: Session, agreement: Agreement, moment: dt.datetime) -> None:
@@ -345,7 +349,15 @@ def _record_expiry(db: Session, agreement: Agreement, moment: dt.datetime) -> No
 
 
 def sweep_expiries(database: Database) -> int:
-    """``record_expiries`` in a unit of work of its own; how many it recorded."""
+    """``record_expiries`` in a unit of work of its own; how many it recorded.
+
+    Looks first in a read-only snapshot, so a sweep that finds nothing due (the usual case)
+    never takes SQLite's write turn.
+    """
+    with database.read_session() as db:
+        due = db.scalar(select(Agreement.id).where(*_expiry_due(utcnow())).limit(1))
+    if due is None:
+        return 0
     with database.session() as db:
         return len(record_expiries(db=db))
 

@@ -551,10 +551,32 @@ def test_ingest_over_a_version_stored_before_a_field_was_added_or_removed(
     assert [(r["id"], r["v"], r["code"]) for r in stored_rows(db, hub, dataset)] == expected
 
 
-def test_append_after_a_breaking_type_change_keeps_working(
+def test_append_after_a_type_change_checks_keys_in_the_new_type(
     hub: Hub, db: Session, tmp_path: Path
 ) -> None:
-    # The stored keys cannot be read as the new type; an append does not need them to be.
+    # Integer keys stored before a change to string: "1" in the file repeats the stored 1.
+    schema: dict[str, Any] = {"fields": [{"name": "id", "type": "integer"}], "primaryKey": ["id"]}
+    dataset = _dataset_with(hub, db, tmp_path, "health.widened", schema, "id\n1\n2\n")
+    schema["fields"][0]["type"] = "string"
+    catalog.update_schema(
+        db=db,
+        actor=CLI_ADMIN,
+        dataset=dataset,
+        table_schema=TableSchema.model_validate(schema),
+        breaking=True,
+    )
+    path = tmp_path / "more.csv"
+    path.write_text("id\n1\n3\n")
+    report = run(hub, db, dataset, path, "append")
+    assert (report.status, report.rows_accepted) == ("stored", 1)
+    assert report.errors_by_rule["primaryKey"] == 1
+    assert sorted(r["id"] for r in stored_rows(db, hub, dataset)) == ["1", "2", "3"]
+
+
+def test_append_after_a_change_the_stored_values_cannot_take_is_refused(
+    hub: Hub, db: Session, tmp_path: Path
+) -> None:
+    # Stored "a" and "b" cannot be read as integers: the appended version would be unreadable.
     schema: dict[str, Any] = {"fields": [{"name": "id", "type": "string"}], "primaryKey": ["id"]}
     dataset = _dataset_with(hub, db, tmp_path, "health.retyped", schema, "id\na\nb\n")
     schema["fields"][0]["type"] = "integer"
@@ -567,8 +589,10 @@ def test_append_after_a_breaking_type_change_keeps_working(
     )
     path = tmp_path / "more.csv"
     path.write_text("id\n3\n")
-    report = run(hub, db, dataset, path, "append")
-    assert (report.status, report.rows_accepted) == ("stored", 1)
+    with pytest.raises(Conflict) as refused:
+        run(hub, db, dataset, path, "append")
+    assert refused.value.code == "breaking_schema_change"
+    assert [v.number for v in storage.list_versions(db=db, dataset=dataset)] == [1]
 
 
 def test_upsert_by_a_geopoint_key_and_a_nan_key(hub: Hub, db: Session, tmp_path: Path) -> None:

@@ -152,6 +152,8 @@ def ingest_file(
         validator.kept_values = kept_values
         tally = Tally()
         try:
+            if chosen == "append":
+                storage.check_appendable(db=db, dataset=dataset)
             if chosen == "append" and not repeats:
                 seeded = _seed_stored_keys(db, hub, dataset, validator)
             batches = Ahead(
@@ -357,37 +359,27 @@ def _seed_stored_keys(db: Session, hub: Hub, dataset: Dataset, validator: Valida
         return 0
     base = versions[-1].number
     wanted = _select(validator.target.remove_metadata(), names)
-    for batch in _stored_batches(db, hub, dataset, base, wanted, stored_types=True):
+    for batch in _stored_batches(db, hub, dataset, base, wanted):
         validator.seed_existing(pa.Table.from_batches([batch]))
     return base
 
 
 def _stored_batches(
-    db: Session,
-    hub: Hub,
-    dataset: Dataset,
-    base: int,
-    schema: pa.Schema,
-    *,
-    stored_types: bool = False,
+    db: Session, hub: Hub, dataset: Dataset, base: int, schema: pa.Schema
 ) -> Iterator[pa.RecordBatch]:
     """Version ``base`` read in the current schema's columns and types (``schema``, which may
     name a subset of them).
 
     A version keeps the schema it was written under: a field added since comes back as nulls,
-    one removed since is left out, and a changed type is cast (unless ``stored_types``: an
-    append's key check, which never needed the cast, is not refused when a breaking change
-    left values the new type cannot hold). Read as stored, such a version could not be merged
-    with the file's rows (a crash) nor asked for a field it lacks.
+    one removed since is left out, and a changed type is cast, so stored keys compare with the
+    file's in one type (an integer key 1 stored before a change to string repeats "1"). Read as
+    stored, such a version could not be merged with the file's rows (a crash) nor asked for a
+    field it lacks. A change the stored values cannot be cast to is refused before this, as
+    ``breaking_schema_change`` (``storage.check_appendable``).
     """
     chosen = storage.get_version(db=db, dataset=dataset, version=base)
     written = catalog.schema_by_hash(db=db, dataset=dataset, schema_hash=chosen.schema_hash)
     present = [name for name in schema.names if name in written.field_names]
-    if stored_types:
-        types = written.arrow_schema().remove_metadata()
-        schema = pa.schema(
-            [types.field(name) if name in present else schema.field(name) for name in schema.names]
-        )
     # Some column must be read for the rows to be counted, even when all ``schema`` lacks it.
     columns = present or written.field_names[:1]
     for batch in storage.read_version(

@@ -286,6 +286,17 @@ def _latest(db: Session, dataset: Dataset) -> DatasetVersion | None:
     )
 
 
+def check_appendable(*, db: Session, dataset: Dataset) -> None:
+    """Refuse now an append that the latest version's kept segments would make unreadable.
+
+    For writers that read the stored rows before writing (an append's key check): they fail
+    first with the reason, not on the stored values' cast. ``write_version`` checks again.
+    """
+    latest = _latest(db, dataset)
+    if latest is not None:
+        _check_appendable(db, dataset, latest, catalog.current_schema(db=db, dataset=dataset))
+
+
 def _check_appendable(
     db: Session, dataset: Dataset, previous: DatasetVersion, schema: TableSchema
 ) -> None:

@@ -239,32 +239,34 @@ def _query(
     ctx: RecipientContext,
     base_url: str,
 ) -> Response:
+    with _denial_recorded(ctx, "sharing.query", share, schema, table), ctx.unit() as db:
+        shared = service.get_table(
+            db=db, recipient=ctx.recipient, share=share, schema=schema, table=table
+        )
+        version, lines = service.query_table(
+            db=db,
+            hub=ctx.hub,
+            recipient=ctx.recipient,
+            table=shared,
+            request=body,
+            base_url=base_url,
+        )
+    return ndjson_response(lines, table_version=version)
+
+
+@contextmanager
+def _denial_recorded(
+    ctx: RecipientContext, action: str, share: str, schema: str, table: str
+) -> Iterator[None]:
+    """A refused read is recorded as denied, in a transaction of its own (the call's, which
+    the error rolls back, took its records with it), and the error goes on to the client."""
     try:
-        with ctx.unit() as db:
-            shared = service.get_table(
-                db=db, recipient=ctx.recipient, share=share, schema=schema, table=table
-            )
-            version, lines = service.query_table(
-                db=db,
-                hub=ctx.hub,
-                recipient=ctx.recipient,
-                table=shared,
-                request=body,
-                base_url=base_url,
-            )
+        yield
     except CivicshareError as exc:
-        # In a transaction of its own: the call's rolled back.
         service.audit_read_denied(
-            ctx.hub,
-            ctx.recipient,
-            "sharing.query",
-            share=share,
-            schema=schema,
-            table=table,
-            error=exc,
+            ctx.hub, ctx.recipient, action, share=share, schema=schema, table=table, error=exc
         )
         raise
-    return ndjson_response(lines, table_version=version)
 
 
 @router.get(TablePath + "/changes")
@@ -279,34 +281,21 @@ def table_changes(
     starting_timestamp: Annotated[str | None, Query(alias="startingTimestamp")] = None,
     ending_timestamp: Annotated[str | None, Query(alias="endingTimestamp")] = None,
 ) -> Response:
-    try:
-        with ctx.unit() as db:
-            shared = service.get_table(
-                db=db, recipient=ctx.recipient, share=share, schema=schema, table=table
-            )
-            start, lines = service.table_changes(
-                db=db,
-                hub=ctx.hub,
-                recipient=ctx.recipient,
-                table=shared,
-                starting_version=starting_version,
-                ending_version=ending_version,
-                starting_timestamp=starting_timestamp,
-                ending_timestamp=ending_timestamp,
-                base_url=_base_url(request),
-            )
-    except CivicshareError as exc:
-        # In a transaction of its own: the call's rolled back.
-        service.audit_read_denied(
-            ctx.hub,
-            ctx.recipient,
-            "sharing.changes",
-            share=share,
-            schema=schema,
-            table=table,
-            error=exc,
+    with _denial_recorded(ctx, "sharing.changes", share, schema, table), ctx.unit() as db:
+        shared = service.get_table(
+            db=db, recipient=ctx.recipient, share=share, schema=schema, table=table
         )
-        raise
+        start, lines = service.table_changes(
+            db=db,
+            hub=ctx.hub,
+            recipient=ctx.recipient,
+            table=shared,
+            starting_version=starting_version,
+            ending_version=ending_version,
+            starting_timestamp=starting_timestamp,
+            ending_timestamp=ending_timestamp,
+            base_url=_base_url(request),
+        )
     return ndjson_response(lines, table_version=start)
 
 

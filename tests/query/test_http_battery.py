@@ -74,7 +74,13 @@ def denial_for(proc: HubProcess, sql: str) -> list[dict[str, Any]]:
     database = Database(proc.database_url)
     try:
         with database.session() as db:
-            rows = db.scalars(select(AuditEntry).where(AuditEntry.action == "query.run"))
+            # In log order: several cases run the same SQL, and the last record is this one's
+            # (PostgreSQL returns rows in no particular order without ORDER BY).
+            rows = db.scalars(
+                select(AuditEntry)
+                .where(AuditEntry.action == "query.run")
+                .order_by(AuditEntry.index)
+            )
             records = [json.loads(row.record) for row in rows]
     finally:
         database.dispose()

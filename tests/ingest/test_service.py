@@ -551,13 +551,14 @@ def test_ingest_over_a_version_stored_before_a_field_was_added_or_removed(
     assert [(r["id"], r["v"], r["code"]) for r in stored_rows(db, hub, dataset)] == expected
 
 
-def test_append_after_a_type_change_checks_keys_in_the_new_type(
-    hub: Hub, db: Session, tmp_path: Path
-) -> None:
-    # Integer keys stored before a change to string: "1" in the file repeats the stored 1.
-    schema: dict[str, Any] = {"fields": [{"name": "id", "type": "integer"}], "primaryKey": ["id"]}
-    dataset = _dataset_with(hub, db, tmp_path, "health.widened", schema, "id\n1\n2\n")
-    schema["fields"][0]["type"] = "string"
+def _retyped(
+    hub: Hub, db: Session, tmp_path: Path, ref: str, types: tuple[str, str], stored: str
+) -> Any:
+    """A dataset keyed by ``id`` of type ``types[0]`` holding ``stored``, then changed (as a
+    breaking change) to ``types[1]``."""
+    schema: dict[str, Any] = {"fields": [{"name": "id", "type": types[0]}], "primaryKey": ["id"]}
+    dataset = _dataset_with(hub, db, tmp_path, ref, schema, stored)
+    schema["fields"][0]["type"] = types[1]
     catalog.update_schema(
         db=db,
         actor=CLI_ADMIN,
@@ -565,6 +566,15 @@ def test_append_after_a_type_change_checks_keys_in_the_new_type(
         table_schema=TableSchema.model_validate(schema),
         breaking=True,
     )
+    return dataset
+
+
+def test_append_after_a_type_change_checks_keys_in_the_new_type(
+    hub: Hub, db: Session, tmp_path: Path
+) -> None:
+    # Integer keys stored before a change to string: "1" in the file repeats the stored 1.
+    types = ("integer", "string")
+    dataset = _retyped(hub, db, tmp_path, "health.widened", types, "id\n1\n2\n")
     path = tmp_path / "more.csv"
     path.write_text("id\n1\n3\n")
     report = run(hub, db, dataset, path, "append")
@@ -577,16 +587,8 @@ def test_append_after_a_change_the_stored_values_cannot_take_is_refused(
     hub: Hub, db: Session, tmp_path: Path
 ) -> None:
     # Stored "a" and "b" cannot be read as integers: the appended version would be unreadable.
-    schema: dict[str, Any] = {"fields": [{"name": "id", "type": "string"}], "primaryKey": ["id"]}
-    dataset = _dataset_with(hub, db, tmp_path, "health.retyped", schema, "id\na\nb\n")
-    schema["fields"][0]["type"] = "integer"
-    catalog.update_schema(
-        db=db,
-        actor=CLI_ADMIN,
-        dataset=dataset,
-        table_schema=TableSchema.model_validate(schema),
-        breaking=True,
-    )
+    types = ("string", "integer")
+    dataset = _retyped(hub, db, tmp_path, "health.retyped", types, "id\na\nb\n")
     path = tmp_path / "more.csv"
     path.write_text("id\n3\n")
     with pytest.raises(Conflict) as refused:
